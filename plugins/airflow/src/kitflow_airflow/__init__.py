@@ -1,0 +1,1 @@
+"""Airflow provider for kitflow: ModelKit operators and deferrable Argo inference."""

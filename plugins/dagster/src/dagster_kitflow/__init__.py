@@ -1,0 +1,1 @@
+"""Dagster integration for kitflow: ModelKit assets, resources and Argo inference."""

@@ -1,0 +1,1 @@
+"""Prefect integration for kitflow: ModelKit tasks, credential blocks and Argo inference."""

@@ -1,0 +1,1 @@
+"""Test support shared by every environment: real servers started on loopback, fakes, helpers."""
