@@ -14,6 +14,7 @@ from kitflow.errors import KitflowError
 
 # Modules that each add their commands to the group with a ``register(group)`` function.
 COMMAND_MODULES = (
+    "kitflow.cli.kitfile_cmds",
     "kitflow.cli.store_cmds",
     "kitflow.cli.transfer_cmds",
     "kitflow.cli.run_cmds",
