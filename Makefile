@@ -27,16 +27,16 @@ uv:
 env: env-core env-airflow env-prefect env-dagster
 
 env-core: uv
-	$(UV) sync --frozen
+	$(UV) sync --locked
 
 env-airflow: uv
-	UV_PROJECT_ENVIRONMENT=.venvs/airflow $(UV) sync --frozen --package airflow-provider-kitflow
+	UV_PROJECT_ENVIRONMENT=.venvs/airflow $(UV) sync --locked --package airflow-provider-kitflow
 
 env-prefect: uv
-	UV_PROJECT_ENVIRONMENT=.venvs/prefect $(UV) sync --frozen --package prefect-kitflow
+	UV_PROJECT_ENVIRONMENT=.venvs/prefect $(UV) sync --locked --package prefect-kitflow
 
 env-dagster: uv
-	UV_PROJECT_ENVIRONMENT=.venvs/dagster $(UV) sync --frozen --package dagster-kitflow
+	UV_PROJECT_ENVIRONMENT=.venvs/dagster $(UV) sync --locked --package dagster-kitflow
 
 test: test-core test-airflow test-prefect test-dagster
 
