@@ -1,0 +1,190 @@
+"""What the Argo Server client and the Kubernetes client share: HTTP error mapping, stream line
+parsing, and ``wait`` (follow the watch stream, reconnect when it drops, fall back to polling)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from kitflow.errors import ArgoError, WorkflowFailed
+from kitflow.inference.argo.status import (
+    WorkflowStatus,
+    failure_message,
+    is_finished,
+    phase_of,
+    to_status,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ArgoAPIError(ArgoError):
+    """A non-2xx answer from the Argo Server or the Kubernetes API; ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class WaitTimeout(ArgoError):
+    """The Workflow did not finish within the timeout; it keeps running in the cluster."""
+
+    def __init__(self, message: str, last: dict[str, Any] | None = None) -> None:
+        self.last = last or {}
+        super().__init__(message)
+
+
+class StreamDropped(Exception):
+    """A watch stream ended or broke before the Workflow finished (internal; triggers reconnect)."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a pod's log."""
+
+    pod_name: str
+    content: str
+
+
+def bearer(token: str) -> str:
+    """The Authorization header value: ARGO_TOKEN may or may not carry the "Bearer " prefix."""
+    token = token.strip()
+    if token.lower().startswith("bearer "):
+        return "Bearer " + token[7:].strip()
+    return "Bearer " + token
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's own explanation: grpc-gateway ``message`` or a Kubernetes Status ``message``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        msg = body.get("message") or (error.get("message") if isinstance(error, dict) else None)
+        if msg:
+            return str(msg)
+    return response.reason_phrase
+
+
+def raise_for(response: httpx.Response, what: str, where: str) -> None:
+    """Turn a non-2xx response into an ArgoAPIError with one readable line (never the token)."""
+    if response.is_success:
+        return
+    code = response.status_code
+    detail = error_message(response)
+    if code == 401:
+        hint = "the token was refused; check ARGO_TOKEN (or the kubeconfig credentials)"
+    elif code == 403:
+        hint = "permission denied; the token's service account needs RBAC on workflows.argoproj.io"
+    elif code == 404:
+        hint = "not found"
+    elif code == 409:
+        hint = "already exists"
+    else:
+        hint = "request failed"
+    raise ArgoAPIError(f"{what} at {where}: {hint} (HTTP {code}: {detail})", status=code)
+
+
+def iter_stream(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Decode a streamed body: NDJSON lines or server-sent events (``data: {...}``)."""
+    for raw in response.iter_lines():
+        line = raw.strip()
+        if not line or line.startswith(":") or line.startswith("event:"):
+            continue
+        if line.startswith("data:"):
+            line = line[5:].strip()
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise StreamDropped(f"undecodable stream line: {line[:80]!r}") from exc
+        if isinstance(item, dict):
+            yield item
+
+
+class WorkflowClientBase:
+    """Operations common to both transports, written once over ``get`` and ``watch``."""
+
+    namespace: str
+    max_reconnects: int = 5
+
+    def get(self, name: str) -> dict[str, Any]:  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def watch(
+        self, name: str, resource_version: str | None = None, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def get_status(self, name: str) -> WorkflowStatus:
+        """Phase, message, finished, progress and global outputs of one Workflow (cheap poll)."""
+        return to_status(self.get(name))
+
+    def wait(
+        self,
+        name: str,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 2.0,
+        raise_on_failure: bool = True,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Block until the Workflow finishes and return it.
+
+        Follows the watch stream; when it drops, re-reads the Workflow and reconnects from the
+        last resourceVersion; after ``max_reconnects`` drops it polls every ``poll_interval``.
+        Raises WaitTimeout after ``timeout`` seconds and WorkflowFailed (with the failing node's
+        message) when it ends Failed or Error and ``raise_on_failure``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        workflow = self.get(name)
+        drops = 0
+        while not is_finished(workflow):
+            if on_update is not None:
+                on_update(workflow)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeout(
+                    f"workflow {self.namespace}/{name} still {phase_of(workflow) or 'pending'} "
+                    f"after {timeout:g}s; it keeps running (stop or terminate it if needed)",
+                    workflow,
+                )
+            if drops < self.max_reconnects:
+                version = (workflow.get("metadata") or {}).get("resourceVersion")
+                try:
+                    for event in self.watch(name, resource_version=version, timeout=remaining):
+                        workflow = event
+                        if is_finished(workflow):
+                            break
+                        if on_update is not None:
+                            on_update(workflow)
+                        if deadline is not None and time.monotonic() >= deadline:
+                            break
+                    else:
+                        raise StreamDropped("watch stream ended")
+                except (StreamDropped, httpx.TransportError) as exc:
+                    drops += 1
+                    log.info("watch of %s dropped (%s); reconnect %d", name, exc, drops)
+                    if drops >= self.max_reconnects:
+                        log.info("watch of %s keeps dropping; polling instead", name)
+                if not is_finished(workflow):
+                    workflow = self.get(name)
+            else:
+                pause = poll_interval if remaining is None else min(poll_interval, remaining)
+                time.sleep(max(pause, 0.0))
+                workflow = self.get(name)
+        if raise_on_failure and phase_of(workflow) != "Succeeded":
+            raise WorkflowFailed(
+                f"workflow {self.namespace}/{name} {phase_of(workflow)}: "
+                f"{failure_message(workflow)}",
+                name=name,
+                phase=phase_of(workflow),
+            )
+        return workflow

@@ -1,0 +1,285 @@
+"""A thin client for the Argo Server REST API (swagger.json v4.x) over httpx: create (409 →
+re-attach), get, list, watch, wait, logs, stop, terminate and WorkflowTemplates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from kitflow.errors import ArgoError
+from kitflow.inference.argo.base import (
+    ArgoAPIError,
+    LogLine,
+    StreamDropped,
+    WorkflowClientBase,
+    bearer,
+    iter_stream,
+    raise_for,
+)
+from kitflow.options import ArgoOptions
+
+log = logging.getLogger(__name__)
+
+
+def server_url(argo: ArgoOptions) -> str:
+    """Base URL of the Argo Server: ARGO_SERVER is host:port (scheme from ARGO_SECURE) or a URL."""
+    if not argo.server:
+        raise ArgoError(
+            "no Argo Server configured: set ARGO_SERVER (host:port) or pass a kubeconfig"
+        )
+    server = argo.server.strip().rstrip("/")
+    if "://" not in server:
+        server = ("https://" if argo.secure else "http://") + server
+    base_href = argo.base_href.strip("/")
+    return f"{server}/{base_href}" if base_href else server
+
+
+class ArgoServerClient(WorkflowClientBase):
+    """Workflows in one namespace through the Argo Server; a context manager (or ``close()``)."""
+
+    def __init__(self, argo: ArgoOptions, *, timeout: float = 30.0) -> None:
+        self.base_url = server_url(argo)
+        self.namespace = argo.namespace
+        headers = {"Accept": "application/json"}
+        if argo.token:
+            headers["Authorization"] = bearer(argo.token.reveal())
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            verify=not argo.insecure_skip_verify,
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> ArgoServerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"ArgoServerClient({self.base_url!r}, namespace={self.namespace!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _ns(self) -> str:
+        return quote(self.namespace, safe="")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise ArgoError(f"cannot reach the Argo Server at {self.base_url}: {exc}") from exc
+        raise_for(response, what, self.base_url)
+        body = response.json() if response.content else {}
+        return body if isinstance(body, dict) else {}
+
+    # -- workflows ----------------------------------------------------------------------------
+
+    def create(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """Create the Workflow; if one with the same name exists (409), return that one instead."""
+        try:
+            return self._call(
+                "POST",
+                f"/api/v1/workflows/{self._ns()}",
+                "create workflow",
+                json={"namespace": self.namespace, "workflow": workflow},
+            )
+        except ArgoAPIError as exc:
+            name = (workflow.get("metadata") or {}).get("name")
+            if exc.status == 409 and name:
+                log.info("workflow %s already exists; re-attaching", name)
+                return self.get(name)
+            raise
+
+    def lint(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """Server-side validation without creating anything."""
+        return self._call(
+            "POST",
+            f"/api/v1/workflows/{self._ns()}/lint",
+            "lint workflow",
+            json={"namespace": self.namespace, "workflow": workflow},
+        )
+
+    def get(self, name: str, fields: str | None = None) -> dict[str, Any]:
+        """One Workflow (404 → ArgoAPIError with status 404)."""
+        params = {"fields": fields} if fields else None
+        return self._call(
+            "GET",
+            f"/api/v1/workflows/{self._ns()}/{quote(name)}",
+            f"get workflow {name}",
+            params=params,
+        )
+
+    def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Workflows matching a label selector, following ``continue`` pages."""
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            params: dict[str, Any] = {"listOptions.limit": 200}
+            if label_selector:
+                params["listOptions.labelSelector"] = label_selector
+            if cont:
+                params["listOptions.continue"] = cont
+            body = self._call(
+                "GET", f"/api/v1/workflows/{self._ns()}", "list workflows", params=params
+            )
+            items.extend(body.get("items") or [])
+            cont = (body.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+
+    def watch(
+        self, name: str, resource_version: str | None = None, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the Workflow each time it changes (``/api/v1/workflow-events``); raises
+        StreamDropped if the server ends the stream or sends an error."""
+        params: dict[str, Any] = {"listOptions.fieldSelector": f"metadata.name={name}"}
+        if resource_version:
+            params["listOptions.resourceVersion"] = resource_version
+        read = 60.0 if timeout is None else max(min(timeout, 60.0), 0.1)
+        path = f"/api/v1/workflow-events/{self._ns()}"
+        with self._http.stream(
+            "GET",
+            path,
+            params=params,
+            headers={"Accept": "text/event-stream"},
+            timeout=httpx.Timeout(30.0, read=read),
+        ) as response:
+            if not response.is_success:
+                response.read()
+                raise_for(response, f"watch workflow {name}", self.base_url)
+            for item in iter_stream(response):
+                if "error" in item:
+                    raise StreamDropped(str((item["error"] or {}).get("message", "stream error")))
+                event = item.get("result") or {}
+                obj = event.get("object")
+                if isinstance(obj, dict):
+                    yield obj
+
+    def logs(
+        self,
+        name: str,
+        pod_name: str | None = None,
+        container: str = "main",
+        follow: bool = False,
+        grep: str | None = None,
+    ) -> Iterator[LogLine]:
+        """Log lines of the Workflow's pods (all pods unless ``pod_name``)."""
+        params: dict[str, Any] = {"logOptions.container": container}
+        if pod_name:
+            params["podName"] = pod_name
+        if follow:
+            params["logOptions.follow"] = "true"
+        if grep:
+            params["grep"] = grep
+        path = f"/api/v1/workflows/{self._ns()}/{quote(name)}/log"
+        with self._http.stream(
+            "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+        ) as response:
+            if not response.is_success:
+                response.read()
+                raise_for(response, f"logs of workflow {name}", self.base_url)
+            for item in iter_stream(response):
+                entry = item.get("result") or {}
+                yield LogLine(str(entry.get("podName", "")), str(entry.get("content", "")))
+
+    def stop(self, name: str, message: str | None = None) -> dict[str, Any]:
+        """Stop: no new steps, exit handlers still run."""
+        body: dict[str, Any] = {"name": name, "namespace": self.namespace}
+        if message:
+            body["message"] = message
+        return self._call(
+            "PUT",
+            f"/api/v1/workflows/{self._ns()}/{quote(name)}/stop",
+            f"stop workflow {name}",
+            json=body,
+        )
+
+    def terminate(self, name: str) -> dict[str, Any]:
+        """Terminate: kill running pods now, no exit handlers."""
+        return self._call(
+            "PUT",
+            f"/api/v1/workflows/{self._ns()}/{quote(name)}/terminate",
+            f"terminate workflow {name}",
+            json={"name": name, "namespace": self.namespace},
+        )
+
+    def delete(self, name: str) -> None:
+        """Delete the Workflow object (and, through owner references, its pods)."""
+        self._call(
+            "DELETE", f"/api/v1/workflows/{self._ns()}/{quote(name)}", f"delete workflow {name}"
+        )
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def create_template(self, template: dict[str, Any]) -> dict[str, Any]:
+        """Register a WorkflowTemplate; an existing one of that name is returned unchanged."""
+        try:
+            return self._call(
+                "POST",
+                f"/api/v1/workflow-templates/{self._ns()}",
+                "create workflow template",
+                json={"namespace": self.namespace, "template": template},
+            )
+        except ArgoAPIError as exc:
+            name = (template.get("metadata") or {}).get("name")
+            if exc.status == 409 and name:
+                return self.get_template(name)
+            raise
+
+    def get_template(self, name: str) -> dict[str, Any]:
+        """One WorkflowTemplate."""
+        return self._call(
+            "GET",
+            f"/api/v1/workflow-templates/{self._ns()}/{quote(name)}",
+            f"get workflow template {name}",
+        )
+
+    def submit_template(
+        self,
+        template_name: str,
+        parameters: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a Workflow from a registered WorkflowTemplate (``/submit``)."""
+        opts: dict[str, Any] = {}
+        if parameters:
+            opts["parameters"] = [f"{k}={v}" for k, v in parameters.items()]
+        if labels:
+            opts["labels"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if name:
+            opts["name"] = name
+        body = {
+            "namespace": self.namespace,
+            "resourceKind": "WorkflowTemplate",
+            "resourceName": template_name,
+            "submitOptions": opts,
+        }
+        try:
+            return self._call(
+                "POST",
+                f"/api/v1/workflows/{self._ns()}/submit",
+                f"submit template {template_name}",
+                json=body,
+            )
+        except ArgoAPIError as exc:
+            if exc.status == 409 and name:
+                return self.get(name)
+            raise
