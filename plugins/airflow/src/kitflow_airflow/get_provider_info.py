@@ -79,6 +79,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["kitflow_airflow.links.ArgoWorkflowLink"],
+        "asset-uris": [{"schemes": ["oci"], "handler": "kitflow_airflow.assets.sanitize_uri"}],
         "connection-types": [
             {
                 "connection-type": REGISTRY_CONN_TYPE,

@@ -1,0 +1,1 @@
+"""Operators: ModelKit pack/push/pull/unpack, local inference, and deferrable Argo inference."""
