@@ -1,0 +1,806 @@
+"""The local backend: unpack each kit once per digest into a cache, score shards in a process
+pool (the model loaded once per worker), retry failed shards, and publish the output file only
+when every shard succeeded. Several kits on the same inputs give a comparison report."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kitflow.errors import InferenceError, KitflowError, NotFoundError
+from kitflow.inference import io
+from kitflow.inference.entrypoint import (
+    KitLayout,
+    PythonEntrypoint,
+    load_kit_layout,
+    load_python_entrypoint,
+    read_command_predictions,
+    resolve_entrypoint,
+    run_command,
+)
+from kitflow.inference.job import EntrypointSpec, InferenceJob
+from kitflow.options import RegistryOptions
+from kitflow.results import RunResult, ShardStatus
+
+ProgressFn = Callable[[int], None]
+
+
+class ShardFailed(InferenceError):
+    """A shard failed after its retries; ``result`` holds every shard's status (no output was
+    written)."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+# ----------------------------------------------------------------------------- kit cache
+
+
+@dataclass(frozen=True)
+class LocalKit:
+    """A ModelKit ready to run: unpacked at ``layout.root``, pinned by ``digest`` ("" for a
+    plain directory)."""
+
+    reference: str
+    digest: str
+    layout: KitLayout
+    seconds: float = 0.0  # time spent resolving and unpacking (0 on a cache hit)
+    cached: bool = False
+
+
+def run_cache_dir(home: Path | str | None = None) -> Path:
+    """Where unpacked kits are kept for running: ``$KITOPS_HOME/cache/run``."""
+    from kitflow.content.localstore import kitops_home
+
+    return kitops_home(home) / "cache" / "run"
+
+
+def _digest_dirname(digest: str) -> str:
+    algorithm, _, hex_part = digest.partition(":")
+    if not hex_part or not hex_part.isalnum() or not algorithm.isalnum():
+        raise KitflowError(f"unexpected manifest digest {digest!r}")
+    return f"{algorithm}-{hex_part}"
+
+
+def resolve_digest(
+    reference: str, registry: RegistryOptions | None = None, home: Path | str | None = None
+) -> str:
+    """The manifest digest ``reference`` names: from the local store, else from its registry."""
+    from kitflow import api
+
+    if "@sha256:" in reference:
+        return reference.rsplit("@", 1)[1]
+    try:
+        return str(api.inspect(reference, home=home)["digest"])
+    except NotFoundError:
+        pass
+    try:
+        return str(api.inspect(reference, remote=True, registry=registry, home=home)["digest"])
+    except NotFoundError:
+        raise NotFoundError(
+            f"ModelKit {reference} not found in the local store nor in its registry"
+        ) from None
+
+
+def materialize(
+    reference: str,
+    *,
+    registry: RegistryOptions | None = None,
+    home: Path | str | None = None,
+) -> LocalKit:
+    """Make ``reference`` runnable: a directory with a Kitfile is used as is; a ModelKit is
+    unpacked once per manifest digest into the run cache (unpacked beside it, then renamed into
+    place, so a half-unpacked kit is never used)."""
+    started = time.perf_counter()
+    as_dir = Path(reference)
+    if as_dir.is_dir():
+        return LocalKit(reference=reference, digest="", layout=load_kit_layout(as_dir))
+    from kitflow import api
+
+    digest = resolve_digest(reference, registry, home)
+    cache = run_cache_dir(home)
+    target = cache / _digest_dirname(digest)
+    if target.is_dir():
+        return LocalKit(reference, digest, load_kit_layout(target), cached=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    try:
+        result = api.unpack(reference, staging, registry=registry, home=home)
+        if result.digest and result.digest != digest:  # the tag moved meanwhile
+            digest = result.digest
+            target = cache / _digest_dirname(digest)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # not a lost race with another runner
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    return LocalKit(reference, digest, load_kit_layout(target), seconds=seconds)
+
+
+# ----------------------------------------------------------------------------- shard scoring
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to score: which records (``span`` of ``input_path``), with which kit and
+    entrypoint, written as JSON Lines to ``output_path``."""
+
+    span: io.ShardSpan
+    input_path: Path
+    output_path: Path
+    kit_root: Path
+    kitfile: dict[str, Any]
+    entrypoint: EntrypointSpec
+    batch_size: int
+    id_field: str = "id"
+    python: str | None = None  # interpreter of an isolated environment (command form)
+
+    @property
+    def index(self) -> int:
+        """The shard's index."""
+        return self.span.index
+
+
+@dataclass
+class ShardOutcome:
+    """What one attempt at a shard gave: success with counts and times, or the failing line
+    (if known) and the user's error message."""
+
+    index: int
+    ok: bool
+    records: int = 0
+    seconds: float = 0.0
+    predict_seconds: float = 0.0
+    line: int | None = None
+    message: str = ""
+
+
+# Per-process cache of loaded models: (kit root, entrypoint path) -> (entrypoint, model).
+_MODELS: dict[tuple[str, str], tuple[PythonEntrypoint, Any]] = {}
+_PROGRESS_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def _report(count: int) -> None:
+    if _PROGRESS_QUEUE is not None:
+        _PROGRESS_QUEUE.put(count)
+
+
+def _loaded(task: ShardTask) -> tuple[PythonEntrypoint, Any]:
+    assert task.entrypoint.path is not None
+    key = (str(task.kit_root), task.entrypoint.path)
+    cached = _MODELS.get(key)
+    if cached is None:
+        entry = load_python_entrypoint(task.kit_root, task.entrypoint.path)
+        layout = KitLayout(task.kit_root, task.kitfile)
+        try:
+            model = entry.load_model(layout.model_path)
+        except Exception as exc:
+            raise KitflowError(f"load() failed: {type(exc).__name__}: {exc}") from exc
+        cached = (entry, model)
+        _MODELS[key] = cached
+    return cached
+
+
+def _user_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _locate_failure(
+    entry: PythonEntrypoint, model: Any, lines: list[int], records: list[Any], exc: BaseException
+) -> io.RecordError:
+    """A batch failed: find the first record that fails on its own, for its line number."""
+    for line, record in zip(lines, records, strict=True):
+        try:
+            io.as_list(entry.predict(model, [record]))
+        except Exception as single:
+            return io.RecordError(line, _user_error(single))
+    span = f"lines {lines[0]}-{lines[-1]}" if len(lines) > 1 else f"line {lines[0]}"
+    return io.RecordError(lines[0], f"{_user_error(exc)} (batch {span})")
+
+
+def _score_python(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
+    entry, model = _loaded(task)
+    predict = entry.predict
+    count = 0
+    predict_seconds = 0.0
+    with open(task.output_path, "w", encoding="utf-8") as out:
+        for lines, records in io.iter_batches(task.input_path, task.span, task.batch_size):
+            started = time.perf_counter()
+            try:
+                predictions = io.as_list(predict(model, records))
+            except Exception as exc:
+                raise _locate_failure(entry, model, lines, records, exc) from exc
+            predict_seconds += time.perf_counter() - started
+            if len(predictions) != len(records):
+                raise io.RecordError(
+                    lines[0],
+                    f"predict returned {len(predictions)} predictions for {len(records)} records",
+                )
+            try:
+                io.write_predictions(out, records, predictions, task.id_field)
+            except (TypeError, ValueError) as exc:
+                raise io.RecordError(lines[0], f"prediction is not JSON: {exc}") from exc
+            count += len(records)
+            progress(len(records))
+    return count, predict_seconds
+
+
+def _score_command(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
+    layout = KitLayout(task.kit_root, task.kitfile)
+    shard_in = task.output_path.with_suffix(".in.jsonl")
+    shard_out = task.output_path.with_suffix(".cmd.jsonl")
+    try:
+        io.write_span(task.input_path, task.span, shard_in)
+        shard_out.unlink(missing_ok=True)
+        started = time.perf_counter()
+        try:
+            run_command(task.entrypoint, shard_in, shard_out, layout, python=task.python)
+        except KitflowError as exc:
+            raise io.RecordError(task.span.line, str(exc)) from exc
+        seconds = time.perf_counter() - started
+        predictions = read_command_predictions(shard_out)
+        if len(predictions) != task.span.count:
+            raise io.RecordError(
+                task.span.line,
+                f"command wrote {len(predictions)} predictions for {task.span.count} records",
+            )
+        with open(task.output_path, "w", encoding="utf-8") as out:
+            batch_records: list[Any] = []
+            batch_predictions: list[Any] = []
+            for (_, record), prediction in zip(
+                io.iter_records(task.input_path, task.span), predictions, strict=True
+            ):
+                batch_records.append(record)
+                batch_predictions.append(prediction)
+                if len(batch_records) >= 4096:
+                    io.write_predictions(out, batch_records, batch_predictions, task.id_field)
+                    batch_records, batch_predictions = [], []
+            io.write_predictions(out, batch_records, batch_predictions, task.id_field)
+        progress(task.span.count)
+        return task.span.count, seconds
+    finally:
+        shard_in.unlink(missing_ok=True)
+        shard_out.unlink(missing_ok=True)
+
+
+def score_shard(task: ShardTask) -> ShardOutcome:
+    """Score one shard (in a worker process or inline); never raises for a user error, the
+    outcome carries the failing line and message instead."""
+    started = time.perf_counter()
+    try:
+        if task.entrypoint.kind == "python":
+            count, predict_seconds = _score_python(task, _report)
+        else:
+            count, predict_seconds = _score_command(task, _report)
+    except io.RecordError as exc:
+        return ShardOutcome(
+            task.index,
+            False,
+            seconds=time.perf_counter() - started,
+            line=exc.line,
+            message=exc.message,
+        )
+    except KitflowError as exc:
+        return ShardOutcome(
+            task.index, False, seconds=time.perf_counter() - started, message=str(exc)
+        )
+    except Exception as exc:
+        return ShardOutcome(
+            task.index, False, seconds=time.perf_counter() - started, message=_user_error(exc)
+        )
+    return ShardOutcome(
+        task.index,
+        True,
+        records=count,
+        seconds=time.perf_counter() - started,
+        predict_seconds=predict_seconds,
+    )
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@dataclass
+class _ShardState:
+    task: ShardTask
+    attempts: int = 0
+    outcome: ShardOutcome | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ExecutionReport:
+    """Per-shard results of scoring one kit."""
+
+    states: list[_ShardState] = field(default_factory=list)
+    failed: _ShardState | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    @property
+    def predict_seconds(self) -> float:
+        """Time spent inside ``predict`` (or the command), summed over shards."""
+        return sum(s.outcome.predict_seconds for s in self.states if s.outcome and s.outcome.ok)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)
+    if callable(terminate):  # Python 3.14+
+        terminate()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def execute(
+    tasks: Sequence[ShardTask],
+    *,
+    parallelism: int,
+    retries: int,
+    timeout: float | None = None,
+    progress: ProgressFn | None = None,
+) -> ExecutionReport:
+    """Score ``tasks``: inline when ``parallelism`` is 1, else in a process pool. A failed shard
+    is retried up to ``retries`` times; once one has no attempts left the rest are stopped."""
+    states = [_ShardState(task) for task in tasks]
+    report = ExecutionReport(states=states)
+    started = time.perf_counter()
+    deadline = started + timeout if timeout else None
+    if parallelism <= 1 or len(tasks) <= 1:
+        _execute_inline(report, retries, deadline, progress)
+    else:
+        _execute_pool(report, parallelism, retries, deadline, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _execute_inline(
+    report: ExecutionReport, retries: int, deadline: float | None, progress: ProgressFn | None
+) -> None:
+    global _PROGRESS_QUEUE
+    previous = _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = _CallbackQueue(progress) if progress else None
+    try:
+        for state in report.states:
+            while True:
+                if deadline is not None and time.perf_counter() > deadline:
+                    report.timed_out = True
+                    return
+                state.attempts += 1
+                state.outcome = score_shard(state.task)
+                state.seconds += state.outcome.seconds
+                if state.outcome.ok or state.attempts > retries:
+                    break
+            if not state.outcome.ok:
+                report.failed = state
+                return
+    finally:
+        _PROGRESS_QUEUE = previous
+        _MODELS.clear()  # do not keep models alive in the caller's process
+
+
+class _CallbackQueue:
+    """Stands in for the progress queue when shards run in this process."""
+
+    def __init__(self, callback: ProgressFn) -> None:
+        self._callback = callback
+
+    def put(self, count: int) -> None:
+        self._callback(count)
+
+
+def _execute_pool(
+    report: ExecutionReport,
+    parallelism: int,
+    retries: int,
+    deadline: float | None,
+    progress: ProgressFn | None,
+) -> None:
+    context = _pool_context()
+    queue = context.SimpleQueue() if progress else None
+    drain: threading.Thread | None = None
+    if queue is not None and progress is not None:
+        drain = threading.Thread(target=_drain, args=(queue, progress), daemon=True)
+        drain.start()
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        workers = min(parallelism, len(report.states))
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(queue,)
+        )
+
+    pool = new_pool()
+    pending: dict[cf.Future[ShardOutcome], _ShardState] = {}
+    try:
+        for state in report.states:
+            state.attempts = 1
+            pending[pool.submit(score_shard, state.task)] = state
+        while pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            done, _ = cf.wait(pending, timeout=remaining, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                report.timed_out = True
+                return
+            broken = False
+            retry: list[_ShardState] = []
+            for future in done:
+                state = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    outcome = ShardOutcome(
+                        state.task.index,
+                        False,
+                        message="the worker process died (crashed or "
+                        "was killed, e.g. out of memory)",
+                    )
+                state.outcome = outcome
+                state.seconds += outcome.seconds
+                if outcome.ok:
+                    continue
+                if state.attempts > retries:
+                    report.failed = state
+                    return
+                retry.append(state)
+            if broken:
+                # The other shards of a broken pool die with it through no fault of their own:
+                # resubmit them to a fresh pool without charging an attempt.
+                innocent = list(pending.values())
+                pending.clear()
+                _stop_pool(pool)
+                pool = new_pool()
+                for state in innocent:
+                    pending[pool.submit(score_shard, state.task)] = state
+            for state in retry:
+                state.attempts += 1
+                pending[pool.submit(score_shard, state.task)] = state
+    finally:
+        _stop_pool(pool)
+        if queue is not None:
+            queue.put(None)
+            if drain is not None:
+                drain.join(timeout=5)
+
+
+def _drain(queue: Any, progress: ProgressFn) -> None:
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        progress(int(item))
+
+
+# ----------------------------------------------------------------------------- one kit, many kits
+
+
+@dataclass
+class KitRun:
+    """The scoring of one kit on the prepared inputs: its shard outputs and timings."""
+
+    kit: LocalKit
+    entrypoint: EntrypointSpec
+    report: ExecutionReport
+    parts: list[Path]
+
+
+def shard_statuses(report: ExecutionReport, failed_message: str = "") -> list[ShardStatus]:
+    """ShardStatus records for a finished (or stopped) execution."""
+    statuses = []
+    for state in report.states:
+        outcome = state.outcome
+        if outcome is None:
+            status, message = "Pending", "not run: " + (failed_message or "run stopped")
+        elif outcome.ok:
+            status, message = "Succeeded", ""
+        elif state is report.failed or outcome.message:
+            status, message = "Failed", outcome.message
+        else:
+            status, message = "Failed", ""
+        statuses.append(
+            ShardStatus(
+                index=state.task.index,
+                records=state.task.span.count,
+                status=status,
+                attempts=max(state.attempts, 0),
+                seconds=round(state.seconds, 6),
+                message=message,
+            )
+        )
+    return statuses
+
+
+def default_parallelism() -> int:
+    """Worker processes when the user does not say: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_shard_count(records: int, shards: int | None, parallelism: int, batch_size: int) -> int:
+    """Shards to cut: the user's number, else one per worker (no more than there are batches)."""
+    if shards is not None:
+        return max(1, shards)
+    batches = max(1, -(-records // batch_size))
+    return max(1, min(parallelism, batches))
+
+
+def run_local(
+    job: InferenceJob,
+    *,
+    registry: RegistryOptions | None = None,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    python: str | None = None,
+) -> RunResult:
+    """Run ``job`` on this machine and return its result (see module docstring)."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    tick = time.perf_counter()
+    kits = [materialize(ref, registry=registry, home=job.home) for ref in job.references]
+    timings["unpack"] = round(time.perf_counter() - tick, 6)
+    entrypoints = [resolve_entrypoint(kit.layout, job.entrypoint) for kit in kits]
+
+    if job.inputs.path is not None:
+        input_file = Path(job.inputs.path)
+    else:
+        assert job.inputs.dataset is not None
+        layout = kits[0].layout
+        input_file = io.find_dataset_file(
+            layout.root, layout.dataset_path(job.inputs.dataset), job.inputs.dataset
+        )
+    output = job.output or _default_output(input_file)
+    output = output if output.is_absolute() else Path.cwd() / output
+
+    with io.scratch_dir(output) as work:
+        tick = time.perf_counter()
+        prepared = io.prepare_input(input_file, job.inputs.resolved_format(input_file), work)
+        parallelism = job.parallelism or default_parallelism()
+        batch_size = job.batch_size
+        count = plan_shard_count(prepared.records, job.shards, parallelism, batch_size)
+        spans = io.plan_shards(prepared, count)
+        timings["prepare"] = round(time.perf_counter() - tick, 6)
+
+        if dry_run:
+            return RunResult(
+                output=None,
+                records=prepared.records,
+                model_digest=kits[0].digest,
+                backend="local",
+                shards=[ShardStatus(s.index, s.count, "Pending", attempts=0) for s in spans],
+                seconds=round(time.perf_counter() - started, 6),
+                timings=timings,
+                phase="Pending",
+            )
+
+        bar = _progress_bar(prepared.records * len(kits), job.progress)
+        runs: list[KitRun] = []
+        tick = time.perf_counter()
+        try:
+            for number, (kit, entry) in enumerate(zip(kits, entrypoints, strict=True)):
+                kit_dir = work / f"kit{number}"
+                kit_dir.mkdir()
+                tasks = [
+                    ShardTask(
+                        span=span,
+                        input_path=prepared.path,
+                        output_path=kit_dir / f"shard-{span.index:05d}.jsonl",
+                        kit_root=kit.layout.root,
+                        kitfile=kit.layout.kitfile,
+                        entrypoint=entry,
+                        batch_size=batch_size,
+                        id_field=job.inputs.id_field,
+                        python=python,
+                    )
+                    for span in spans
+                ]
+                remaining = None if timeout is None else timeout - (time.perf_counter() - started)
+                report = execute(
+                    tasks,
+                    parallelism=parallelism,
+                    retries=job.retries,
+                    timeout=remaining,
+                    progress=bar.update if bar is not None else None,
+                )
+                if report.failed is not None or report.timed_out:
+                    raise _failure(job, kit, report, prepared, started, timings)
+                runs.append(KitRun(kit, entry, report, [t.output_path for t in tasks]))
+        finally:
+            if bar is not None:
+                bar.close()
+        timings["score"] = round(time.perf_counter() - tick, 6)
+
+        tick = time.perf_counter()
+        tmp = io.temp_path(output)
+        try:
+            comparison = None
+            if len(runs) == 1:
+                io.concat_files(runs[0].parts, tmp)
+            else:
+                comparison = _merge_comparison(runs, tmp, prepared.records)
+            io.commit_file(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+        timings["write"] = round(time.perf_counter() - tick, 6)
+        timings["predict"] = round(sum(r.report.predict_seconds for r in runs), 6)
+
+    return RunResult(
+        output=output,
+        records=prepared.records,
+        model_digest=kits[0].digest,
+        backend="local",
+        shards=shard_statuses(runs[0].report),
+        seconds=round(time.perf_counter() - started, 6),
+        timings=timings,
+        phase="Succeeded",
+        comparison=comparison,
+    )
+
+
+def _default_output(input_file: Path) -> Path:
+    return Path.cwd() / f"{input_file.stem}.predictions.jsonl"
+
+
+def _failure(
+    job: InferenceJob,
+    kit: LocalKit,
+    report: ExecutionReport,
+    prepared: io.PreparedInput,
+    started: float,
+    timings: dict[str, float],
+) -> ShardFailed:
+    if report.timed_out:
+        message = "inference timed out; no output was written"
+    else:
+        assert report.failed is not None and report.failed.outcome is not None
+        state, outcome = report.failed, report.failed.outcome
+        where = f" at {prepared.position(outcome.line)}" if outcome.line is not None else ""
+        tries = f" after {state.attempts} attempts" if state.attempts > 1 else ""
+        label = f" of {kit.reference}" if job.comparison else ""
+        message = f"shard {state.task.index}{label} failed{where}{tries}: {outcome.message}"
+        message += "; no output was written"
+    result = RunResult(
+        output=None,
+        records=prepared.records,
+        model_digest=kit.digest,
+        backend="local",
+        shards=shard_statuses(report, message),
+        seconds=round(time.perf_counter() - started, 6),
+        timings=timings,
+        phase="Failed",
+    )
+    return ShardFailed(message, result)
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    lock = threading.Lock()
+    bar = tqdm(total=total, unit="rec", desc="kitflow run", dynamic_ncols=True)
+    update = bar.update
+
+    def safe_update(count: int) -> None:
+        with lock:
+            update(count)
+
+    bar.update = safe_update
+    return bar
+
+
+def _labels(runs: Sequence[KitRun]) -> list[str]:
+    labels: list[str] = []
+    for run in runs:
+        label = run.kit.reference
+        suffix = 2
+        while label in labels:
+            label = f"{run.kit.reference}#{suffix}"
+            suffix += 1
+        labels.append(label)
+    return labels
+
+
+def _merge_comparison(runs: Sequence[KitRun], dest: Path, records: int) -> dict[str, Any]:
+    """Join the kits' outputs line by line into ``dest`` (``prediction`` = the first kit's,
+    ``predictions`` = every kit's by reference) and measure agreement and latency."""
+    import json
+
+    labels = _labels(runs)
+    agree_all = 0
+    pair_agree = {(a, b): 0 for a in range(len(runs)) for b in range(a + 1, len(runs))}
+    handles = [[open(p, "rb") for p in run.parts] for run in runs]  # noqa: SIM115
+    try:
+        iterators = [_chain_lines(h) for h in handles]
+        with open(dest, "w", encoding="utf-8") as out:
+            for lines in zip(*iterators, strict=True):
+                objects = [json.loads(line) for line in lines]
+                predictions = [o["prediction"] for o in objects]
+                keys = [io.dumps(p) for p in predictions]
+                if all(k == keys[0] for k in keys):
+                    agree_all += 1
+                for a, b in pair_agree:
+                    if keys[a] == keys[b]:
+                        pair_agree[(a, b)] += 1
+                merged = {k: v for k, v in objects[0].items() if k != "prediction"}
+                merged["prediction"] = predictions[0]
+                merged["predictions"] = dict(zip(labels, predictions, strict=True))
+                out.write(io.dumps(merged))
+                out.write("\n")
+    finally:
+        for group in handles:
+            for handle in group:
+                handle.close()
+    models = []
+    for label, run in zip(labels, runs, strict=True):
+        predict_seconds = run.report.predict_seconds
+        models.append(
+            {
+                "reference": label,
+                "digest": run.kit.digest,
+                "entrypoint": run.entrypoint.describe(),
+                "records": records,
+                "seconds": round(run.report.seconds, 6),
+                "predict_seconds": round(predict_seconds, 6),
+                "latency_ms_per_record": round(1000 * predict_seconds / records, 6)
+                if records
+                else 0.0,
+                "records_per_second": round(records / run.report.seconds, 2)
+                if run.report.seconds
+                else 0.0,
+            }
+        )
+    return {
+        "baseline": labels[0],
+        "records": records,
+        "agreement": round(agree_all / records, 6) if records else 1.0,
+        "disagreements": records - agree_all,
+        "pairwise": [
+            {"a": labels[a], "b": labels[b], "agreement": round(n / records, 6) if records else 1.0}
+            for (a, b), n in pair_agree.items()
+        ],
+        "models": models,
+    }
+
+
+def _chain_lines(handles: Sequence[Any]) -> Any:
+    for handle in handles:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def new_run_id() -> str:
+    """A short random id for scratch names."""
+    return uuid.uuid4().hex[:12]
