@@ -1,0 +1,1 @@
+"""Sensors: wait for Argo Workflows started elsewhere."""
