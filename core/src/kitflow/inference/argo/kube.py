@@ -119,9 +119,14 @@ def in_cluster_config(sa_dir: Path = SA_DIR) -> KubeConfig:
 def _ssl_context(cfg: KubeConfig) -> ssl.SSLContext | bool:
     if cfg.insecure_skip_verify:
         return False
+    if cfg.server.startswith("http://"):
+        return True  # no TLS: nothing to verify (a local proxy such as `kubectl proxy`)
     ctx = ssl.create_default_context()
     if cfg.ca_data:
-        ctx.load_verify_locations(cadata=cfg.ca_data.decode())
+        try:
+            ctx.load_verify_locations(cadata=cfg.ca_data.decode())
+        except (ssl.SSLError, UnicodeDecodeError) as exc:
+            raise ArgoError(f"the kubeconfig's certificate authority is not PEM: {exc}") from None
     if cfg.client_cert_data and cfg.client_key_data:
         # load_cert_chain only reads files: write them privately, load, remove at once.
         with tempfile.TemporaryDirectory(prefix="kitflow-kube-") as tmp:

@@ -192,9 +192,7 @@ class _Builder:
         return m.RetryStrategy(
             limit=m.IntOrString(str(self.plan.retries)),
             retry_policy="Always",
-            backoff=m.Backoff(
-                duration="10s", factor=m.IntOrString("2"), max_duration="5m"
-            ),
+            backoff=m.Backoff(duration="10s", factor=m.IntOrString("2"), max_duration="5m"),
         )
 
     def _container(
