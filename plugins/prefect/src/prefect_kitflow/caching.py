@@ -1,0 +1,121 @@
+"""Prefect cache keys built from content digests, so a re-run with unchanged inputs is a cache hit.
+
+The pack key hashes the Kitfile and every file its entries name (plus ``.kitignore``); options
+that change the result are folded in; credentials never are (they are not pack inputs at all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kitflow
+from prefect.context import TaskRunContext
+
+from prefect_kitflow._version import __version__
+
+_CHUNK = 1 << 20
+# (path, size, mtime_ns, inode) -> sha256 hex: files unchanged since the last key are not re-read.
+_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, streamed; memoised in-process by (size, mtime, inode)."""
+    st = path.stat()
+    memo_key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    cached = _FILE_DIGESTS.get(memo_key)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    _FILE_DIGESTS[memo_key] = value
+    return value
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every entry under ``root`` (itself included), in a stable order, not following links."""
+    yield root
+    if root.is_dir() and not root.is_symlink():
+        for child in sorted(root.iterdir(), key=lambda p: p.name):
+            yield from _walk(child)
+
+
+def _entry_lines(base: Path, target: Path) -> Iterator[str]:
+    for path in _walk(target):
+        rel = path.relative_to(base).as_posix() if path != base else "."
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            yield f"missing {rel}"
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            yield f"link {rel} {os.readlink(path)}"
+        elif stat.S_ISDIR(st.st_mode):
+            yield f"dir {rel} {mode:o}"
+        elif stat.S_ISREG(st.st_mode):
+            yield f"file {rel} {mode:o} {st.st_size} {file_digest(path)}"
+
+
+def context_digest(context: str | Path = ".", kitfile: str | Path | None = None) -> str:
+    """A sha256 over the Kitfile, ``.kitignore`` and the content of every path the Kitfile names.
+
+    Raises the core's ``KitflowError`` when the Kitfile cannot be found or parsed.
+    """
+    from kitflow.format.kitfile import find_kitfile, layer_entries, load_kitfile
+
+    base = Path(context).resolve()
+    kitfile_path = Path(kitfile).resolve() if kitfile else find_kitfile(base)
+    kf = load_kitfile(kitfile_path)
+    digest = hashlib.sha256()
+    digest.update(b"kitfile " + file_digest(kitfile_path).encode() + b"\n")
+    ignore = base / ".kitignore"
+    if ignore.is_file():
+        digest.update(b"kitignore " + file_digest(ignore).encode() + b"\n")
+    seen: set[str] = set()
+    for entry in layer_entries(kf):
+        if entry.path in seen:
+            continue
+        seen.add(entry.path)
+        digest.update(f"entry {entry.kind} {entry.path}\n".encode())
+        for line in _entry_lines(base, (base / entry.path).resolve()):
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _home_key(home: Any) -> str:
+    from kitflow.content.localstore import kitops_home
+
+    return str(kitops_home(Path(home) if home else None).resolve())
+
+
+def pack_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str | None:
+    """Cache key of ``pack_modelkit``: input content digest + pack options + target store.
+
+    Returns None (no caching) when the Kitfile is unreadable, so the task reports the real error.
+    """
+    try:
+        content = context_digest(parameters.get("context", "."), parameters.get("kitfile"))
+    except (kitflow.KitflowError, OSError):
+        return None
+    material = {
+        "op": "pack",
+        "plugin": __version__,
+        "kitflow": kitflow.__version__,
+        "content": content,
+        "tag": parameters.get("tag"),
+        "compression": parameters.get("compression", "none"),
+        "layer_format": parameters.get("layer_format", "tar"),
+        "use_model_pack": bool(parameters.get("use_model_pack", False)),
+        "home": _home_key(parameters.get("home")),
+    }
+    blob = json.dumps(material, sort_keys=True).encode()
+    return "kitflow-pack-" + hashlib.sha256(blob).hexdigest()
