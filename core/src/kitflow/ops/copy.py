@@ -1,0 +1,274 @@
+"""The one copy engine: move a manifest and everything it references from one target to another.
+
+Written once over ``ReadOnlyTarget``/``Target`` (after oras-go's ``Copy``): blobs the destination
+already has are skipped, blobs in another repository of the same registry are mounted, the rest
+stream through a thread pool (several in flight), and the manifest goes last, only after every
+blob it references is confirmed. push, pull and copy are all this function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from kitflow.content.http import backoff_delay
+from kitflow.content.registry import Registry, TransientError
+from kitflow.content.target import ReadOnlyTarget, Target
+from kitflow.format.descriptor import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor
+
+log = logging.getLogger(__name__)
+
+BLOB_ATTEMPTS = 4  # whole-blob attempts when a stream cannot be rewound (fetch again, re-send)
+
+
+@dataclass
+class CopyStats:
+    """What one copy did, blob by blob."""
+
+    root: Descriptor
+    blobs: int = 0
+    bytes_total: int = 0  # every blob and manifest of the graph
+    bytes_transferred: int = 0
+    bytes_skipped: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    created: list[Descriptor] = field(default_factory=list)  # blobs newly written to dst
+    on_created: Callable[[Descriptor], None] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        """Thread-safe increments."""
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+
+def children(desc: Descriptor, data: bytes) -> tuple[list[Descriptor], list[Descriptor]]:
+    """(blobs, child manifests) a manifest or index refers to, deduplicated, in order."""
+    doc = json.loads(data)
+    blobs: list[Descriptor] = []
+    manifests: list[Descriptor] = []
+    if desc.media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST) or (
+        "manifests" in doc and "layers" not in doc
+    ):
+        manifests = [Descriptor.from_json(m) for m in doc.get("manifests") or []]
+    else:
+        if isinstance(doc.get("config"), dict):
+            blobs.append(Descriptor.from_json(doc["config"]))
+        blobs.extend(Descriptor.from_json(layer) for layer in doc.get("layers") or [])
+    seen: set[str] = set()
+    unique = []
+    for blob in blobs:
+        if blob.digest not in seen:
+            seen.add(blob.digest)
+            unique.append(blob)
+    return unique, manifests
+
+
+class _Progress:
+    """Per-blob and overall byte bars (tqdm) when asked for; a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._overall: Any = None
+        self._slots: list[int] = []
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self._overall = tqdm(
+                total=total, unit="B", unit_scale=True, desc=label, position=0, leave=True
+            )
+
+    def wrap(self, stream: BinaryIO, desc: Descriptor) -> BinaryIO:
+        if not self.enabled:
+            return stream
+        return _CountingStream(stream, self, desc)  # type: ignore[return-value]
+
+    def bar(self, desc: Descriptor) -> Any:
+        with self._lock:
+            position = 1 + (len(self._slots))
+            self._slots.append(position)
+        return self._tqdm(
+            total=desc.size,
+            unit="B",
+            unit_scale=True,
+            desc=desc.digest[7:19],
+            position=position,
+            leave=False,
+        )
+
+    def advance(self, n: int) -> None:
+        if self._overall is not None:
+            with self._lock:
+                self._overall.update(n)
+
+    def close(self) -> None:
+        if self._overall is not None:
+            self._overall.close()
+
+
+class _CountingStream:
+    def __init__(self, stream: BinaryIO, progress: _Progress, desc: Descriptor) -> None:
+        self._stream = stream
+        self._progress = progress
+        self._bar = progress.bar(desc)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        if data:
+            self._bar.update(len(data))
+            self._progress.advance(len(data))
+        else:
+            self._bar.close()
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _mountable(src: ReadOnlyTarget, dst: Target) -> str | None:
+    if (
+        isinstance(src, Registry)
+        and isinstance(dst, Registry)
+        and src.host == dst.host
+        and src.repository != dst.repository
+        and src.session.scheme() == dst.session.scheme()
+    ):
+        return src.repository
+    return None
+
+
+def copy_graph(
+    src: ReadOnlyTarget,
+    dst: Target,
+    reference: str,
+    *,
+    dst_reference: str | None = None,
+    concurrency: int = 5,
+    progress: bool = False,
+    on_created: Callable[[Descriptor], None] | None = None,
+) -> CopyStats:
+    """Copy the manifest ``reference`` of ``src`` with all its blobs to ``dst``; tag it there as
+    ``dst_reference`` (default: ``reference`` when it is a tag). Returns what moved.
+
+    ``on_created`` hears of every blob newly written to ``dst`` (even if the copy then fails),
+    so a caller can roll back."""
+    started = time.monotonic()
+    if isinstance(dst, Registry):
+        dst.push_scope = True
+    root = src.resolve(reference)
+    if dst_reference is None and not reference.startswith("sha256:"):
+        dst_reference = reference
+    stats = CopyStats(root=root, on_created=on_created)
+    mount_from = _mountable(src, dst)
+    root_data = src.fetch_bytes(root)
+    blobs, _ = children(root, root_data)
+    bar = _Progress(progress, sum(b.size for b in blobs), f"{root.digest[7:19]}")
+    try:
+        with ThreadPoolExecutor(
+            max_workers=max(1, concurrency), thread_name_prefix="kitflow-copy"
+        ) as pool:
+            _copy_node(src, dst, root, root_data, pool, stats, mount_from, bar)
+    finally:
+        bar.close()
+    _put_root(dst, root, root_data, dst_reference)
+    stats.bytes_total += root.size
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def _put_root(dst: Target, root: Descriptor, data: bytes, tag: str | None) -> None:
+    if isinstance(dst, Registry):
+        dst.push_manifest(root, data, tag or root.digest)
+        return
+    dst.push_bytes(root, data)
+    if tag:
+        dst.tag(root, tag)
+
+
+def _copy_node(
+    src: ReadOnlyTarget,
+    dst: Target,
+    desc: Descriptor,
+    data: bytes,
+    pool: ThreadPoolExecutor,
+    stats: CopyStats,
+    mount_from: str | None,
+    bar: _Progress,
+) -> None:
+    """Copy one manifest's blobs (in parallel) or one index's child manifests (recursively)."""
+    blobs, manifests = children(desc, data)
+    futures: list[Future[None]] = [
+        pool.submit(_copy_blob, src, dst, blob, stats, mount_from, bar) for blob in blobs
+    ]
+    if futures:
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            exc = future.exception()
+            if exc is not None:
+                for other in pending:
+                    other.cancel()
+                wait(pending)
+                raise exc
+    for child in manifests:
+        child_data = src.fetch_bytes(child)
+        _copy_node(src, dst, child, child_data, pool, stats, mount_from, bar)
+        if not dst.exists(child):
+            dst.push_bytes(child, child_data)
+        stats.add(bytes_total=child.size)
+
+
+def _copy_blob(
+    src: ReadOnlyTarget,
+    dst: Target,
+    desc: Descriptor,
+    stats: CopyStats,
+    mount_from: str | None,
+    bar: _Progress,
+) -> None:
+    stats.add(blobs=1, bytes_total=desc.size)
+    if dst.exists(desc):
+        stats.add(blobs_skipped=1, bytes_skipped=desc.size)
+        bar.advance(desc.size)
+        return
+    if mount_from is not None and isinstance(dst, Registry) and dst.mount(desc, mount_from):
+        stats.add(blobs_mounted=1, bytes_skipped=desc.size)
+        bar.advance(desc.size)
+        return
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with src.fetch(desc) as stream:
+                body = bar.wrap(stream, desc)
+                if isinstance(dst, Registry):
+                    dst.upload(desc, body)
+                else:
+                    dst.push(desc, body)
+            break
+        except TransientError as exc:
+            if attempt >= BLOB_ATTEMPTS:
+                raise
+            delay = backoff_delay(attempt, exc.retry_after)
+            log.info("blob %s: %s; copying it again in %.2fs", desc.digest, exc, delay)
+            if isinstance(dst, Registry):
+                dst.session.count_retry()
+            time.sleep(delay)
+    with stats._lock:
+        stats.bytes_transferred += desc.size
+        stats.created.append(desc)
+        if stats.on_created is not None:
+            stats.on_created(desc)
