@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kitflow.errors import KitflowError
@@ -70,22 +69,24 @@ def build_job(
     entrypoint: str | None,
     batch_size: int,
     retries: int,
+    argo: ArgoOptions,
     home: PathLike | None,
 ) -> Any:
-    """The core's ``InferenceJob`` for these task arguments."""
-    from kitflow.inference.job import EntrypointSpec, InferenceJob, InputSpec
+    """The core's ``InferenceJob`` for these task arguments (``kitflow.inference.runner``)."""
+    from kitflow.inference.runner import build_job as core_build_job
 
-    references = (reference,) if isinstance(reference, str) else tuple(reference)
-    return InferenceJob(
-        references=references,
-        inputs=InputSpec(path=Path(input) if input is not None else None, dataset=dataset),
-        output=Path(output) if output is not None else None,
+    return core_build_job(
+        reference,
+        input,
+        output,
         shards=shards,
         parallelism=parallelism,
+        entrypoint=entrypoint,
+        dataset=dataset,
         batch_size=batch_size,
         retries=retries,
-        entrypoint=EntrypointSpec.parse(entrypoint) if entrypoint else None,
-        home=Path(home) if home is not None else None,
+        argo=argo,
+        home=home,
     )
 
 
@@ -358,11 +359,11 @@ def run_argo_inference(
     ``argo_server`` is an ``ArgoServer`` block or its saved name (default: the argo CLI's
     environment, ``ARGO_SERVER``/``ARGO_TOKEN``/...).
     """
+    argo = load_argo_server(argo_server).get_options() if argo_server else ArgoOptions.from_env()
     job = build_job(
         reference, input, output, dataset, shards, parallelism, entrypoint, batch_size,
-        retries, home,
+        retries, argo, home,
     )  # fmt: skip
-    argo = load_argo_server(argo_server).get_options() if argo_server else ArgoOptions.from_env()
     registry = registry_options(load_credentials(credentials), *job.references)
     follower = _Follower(job, argo, registry, poll_seconds, timeout)
     flow_run_id = follower.flow_run_id
@@ -389,14 +390,14 @@ async def arun_argo_inference(
     home: PathLike | None = None,
 ) -> RunResult:
     """Async twin of :func:`run_argo_inference` (polls without holding a thread)."""
-    job = build_job(
-        reference, input, output, dataset, shards, parallelism, entrypoint, batch_size,
-        retries, home,
-    )  # fmt: skip
     if argo_server:
         argo = (await aload_argo_server(argo_server)).get_options()
     else:
         argo = ArgoOptions.from_env()
+    job = build_job(
+        reference, input, output, dataset, shards, parallelism, entrypoint, batch_size,
+        retries, argo, home,
+    )  # fmt: skip
     registry = registry_options(await aload_credentials(credentials), *job.references)
     follower = _Follower(job, argo, registry, poll_seconds, timeout)
     result = await _follow_async(follower)
