@@ -366,3 +366,53 @@ class Authenticator:
 def repository_scope(repository: str, push: bool = False) -> str:
     """``repository:<name>:pull[,push]``."""
     return f"repository:{repository}:{'pull,push' if push else 'pull'}"
+
+
+# ------------------------------------------------------------------------------ login / logout
+
+
+def login(
+    registry: str,
+    username: str,
+    password: str | Secret,
+    home: str | os.PathLike[str] | None = None,
+    options: RegistryOptions | None = None,
+) -> Path:
+    """Check the credentials against ``registry`` (``GET /v2/`` with the challenge flow), then
+    store them in ``$KITOPS_HOME/credentials.json``; returns that path. AuthError if refused."""
+    from kitflow.content.http import HttpSession, drain, error_for_status
+
+    host = registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not host or "/" in host:
+        raise KitflowError(f"invalid registry {registry!r}: expected HOST[:PORT]")
+    secret = password if isinstance(password, Secret) else Secret(password)
+    if not username or not secret:
+        raise KitflowError("login needs a username and a password (use --password-stdin)")
+    opts = options or RegistryOptions()
+    session = HttpSession(opts)
+    try:
+        creds = Credentials(username, secret, None, "arguments")
+        auth = Authenticator(host, creds, session)
+        url = f"{session.scheme()}://{host}/v2/"
+        resp = session.request("GET", url, host=host, what="login")
+        if resp.status == 401:
+            challenge = resp.headers.get("WWW-Authenticate")
+            drain(resp)
+            auth.challenge(challenge, "", "login")
+            resp = session.request(
+                "GET", url, host=host, what="login", headers=lambda: auth.header("")
+            )
+        body = drain(resp)
+        if resp.status == 401:
+            raise AuthError(f"login to {host} failed: wrong username or password (HTTP 401)", 401)
+        if resp.status != 200:
+            raise error_for_status(host, resp.status, "login", body)
+    finally:
+        session.close()
+    return store_credentials(host, username, secret, home)
+
+
+def logout(registry: str, home: str | os.PathLike[str] | None = None) -> bool:
+    """Forget the stored credentials for ``registry``; whether there were any."""
+    host = registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    return remove_credentials(host, home)
