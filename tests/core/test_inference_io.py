@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.inference_kits import write_jsonl
-
 from kitflow.errors import KitflowError, NotFoundError
 from kitflow.inference import io
 from kitflow.inference.job import EntrypointSpec, InferenceJob, InputSpec, detect_format
+from support.inference_kits import write_jsonl
 
 
 def test_entrypoint_forms() -> None:

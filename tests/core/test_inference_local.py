@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.inference_kits import make_kit, read_jsonl, write_jsonl
-
 from kitflow.cli.main import main as cli_main
 from kitflow.errors import InferenceError, KitflowError, NotFoundError
 from kitflow.inference.entrypoint import load_kit_layout, resolve_entrypoint
 from kitflow.inference.local import ShardFailed
 from kitflow.inference.runner import run
+from support.inference_kits import make_kit, read_jsonl, write_jsonl
 
 RECORDS = [{"id": f"r{i}", "text": f"text {i}"} for i in range(40)]
 
@@ -40,7 +39,7 @@ def test_entrypoint_from_kitfile_and_override(tmp_path: Path) -> None:
     assert resolve_entrypoint(layout, "src/other.py").path == "src/other.py"
     command = resolve_entrypoint(layout, "python x.py {input} {output}")
     assert command.kind == "command"
-    with pytest.raises(NotFoundError, match="entrypoint src/missing.py is not in the ModelKit"):
+    with pytest.raises(NotFoundError, match=r"entrypoint src/missing\.py is not in the ModelKit"):
         resolve_entrypoint(layout, "src/missing.py")
 
 
@@ -48,7 +47,7 @@ def test_kit_without_entrypoint_says_how_to_give_one(tmp_path: Path, inputs: Pat
     kit = make_kit(tmp_path / "kit")
     kitfile = (kit / "Kitfile").read_text().replace("inference", "other")
     (kit / "Kitfile").write_text(kitfile)
-    with pytest.raises(KitflowError, match="declares no entrypoint.*--entrypoint"):
+    with pytest.raises(KitflowError, match=r"declares no entrypoint.*--entrypoint"):
         run(str(kit), inputs, tmp_path / "out.jsonl")
     result = run(str(kit), inputs, tmp_path / "out.jsonl", entrypoint="src/predict.py")
     assert read_jsonl(tmp_path / "out.jsonl") == expected()
@@ -208,7 +207,7 @@ def test_retries_recover_a_flaky_shard(tmp_path: Path, inputs: Path) -> None:
     assert [line["prediction"] for line in read_jsonl(out)] == [r["id"] for r in RECORDS]
 
     (marker / "r10").unlink()
-    with pytest.raises(ShardFailed, match="shard 1 failed at inputs.jsonl line 12: RuntimeError"):
+    with pytest.raises(ShardFailed, match=r"shard 1 failed at inputs\.jsonl line 12: RuntimeError"):
         run(str(kit), inputs, tmp_path / "out2.jsonl", shards=4, parallelism=2, retries=0)
     assert not (tmp_path / "out2.jsonl").exists()
 
