@@ -3,7 +3,6 @@ template filter, and turning user errors that a retry cannot fix into a failure 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,6 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from kitflow.errors import ValidationError
 
+from kitflow_airflow.filters import TEMPLATE_FILTERS, oci_tag
 from kitflow_airflow.hooks.registry import KitRegistryHook
 
 if TYPE_CHECKING:
@@ -20,14 +20,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def oci_tag(value: Any) -> str:
-    """Make ``value`` (say a run id ``manual__2026-01-01T00:00:00+00:00``) a valid OCI tag:
-    ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``. Also available as the ``oci_tag`` template filter."""
-    text = _TAG_BAD.sub("-", str(value)).lstrip(".-")
-    return (text or "latest")[:128]
+__all__ = ["KitBaseOperator", "no_retry_for_invalid_input", "oci_tag"]
 
 
 @contextmanager
@@ -70,7 +63,8 @@ class KitBaseOperator(BaseOperator):
         """Render as usual, with the ``oci_tag`` filter available to templates."""
         if jinja_env is None:
             jinja_env = self.get_template_env()
-        jinja_env.filters.setdefault("oci_tag", oci_tag)
+        for name, fn in TEMPLATE_FILTERS.items():
+            jinja_env.filters.setdefault(name, fn)
         super().render_template_fields(context, jinja_env)
 
     @staticmethod
