@@ -30,6 +30,7 @@ from kitflow.format.descriptor import MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIF
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 LOCK_NAME = ".kitflow.lock"
+GC_LOCK_NAME = ".kitflow-gc.lock"
 _INDEX_SUFFIX = "-index.json"
 _TAGS_SUFFIX = "-tags.json"
 _REPO_INDEX_RE = re.compile(r"^([-A-Za-z0-9_-]*={0,3})-index\.json$")
@@ -256,6 +257,26 @@ class LocalStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @contextlib.contextmanager
+    def gc_lock(self, exclusive: bool = True) -> Iterator[None]:
+        """Writers vs. garbage collection: pack/pull hold it shared (``writing()``) while their
+        blobs are not yet referenced by a manifest; prune/remove sweeps hold it exclusively.
+
+        Lock order: take ``gc_lock`` before ``lock`` (never the other way round).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / GC_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Shared GC lock for a writer whose new blobs are not referenced yet (pack, pull)."""
+        return self.gc_lock(exclusive=False)
 
     # ----------------------------------------------------------------- blobs
 
