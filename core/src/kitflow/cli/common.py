@@ -69,6 +69,8 @@ def registry_options(func: F) -> F:
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
+    # Keep options declared below this decorator (click stores them on the function).
+    wrapper.__click_params__ = list(getattr(func, "__click_params__", []))  # type: ignore[attr-defined]
     result: Any = wrapper
     for option in reversed(options):
         result = option(result)
