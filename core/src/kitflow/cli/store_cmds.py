@@ -102,9 +102,9 @@ def pack_cmd(
 @click.option("--code", "old_code", is_flag=True, hidden=True)
 @click.option("--datasets", "old_datasets", is_flag=True, hidden=True)
 @click.option("--docs", "old_docs", is_flag=True, hidden=True)
-@registry_options
 @json_option
 @home_option
+@registry_options  # innermost: it wraps the function, later options attach to it
 def unpack_cmd(
     reference: str,
     directory: Path,
@@ -172,8 +172,8 @@ def list_cmd(repository: str | None, fmt: str, as_json: bool, home: Path | None)
 @click.command("inspect")
 @click.argument("reference")
 @click.option("-r", "--remote", is_flag=True, help="Read the ModelKit from its registry.")
-@registry_options
 @home_option
+@registry_options  # innermost: it wraps the function, later options attach to it
 def inspect_cmd(reference: str, remote: bool, registry: RegistryOptions, home: Path | None) -> None:
     """Print a ModelKit's digest, cliVersion, Kitfile and manifest as JSON."""
     from kitflow import api
@@ -186,8 +186,8 @@ def inspect_cmd(reference: str, remote: bool, registry: RegistryOptions, home: P
 @click.command("info")
 @click.argument("reference")
 @click.option("-r", "--remote", is_flag=True, help="Read the ModelKit from its registry.")
-@registry_options
 @home_option
+@registry_options  # innermost: it wraps the function, later options attach to it
 def info_cmd(reference: str, remote: bool, registry: RegistryOptions, home: Path | None) -> None:
     """Print a ModelKit's Kitfile as YAML."""
     from kitflow import api
@@ -217,9 +217,9 @@ def tag_cmd(source: str, destination: str, home: Path | None) -> None:
     help="Remove the ModelKit and every tag that refers to it (with --all: everything).",
 )
 @click.option("-r", "--remote", is_flag=True, help="Remove the reference from its registry.")
-@registry_options
 @json_option
 @home_option
+@registry_options  # innermost: it wraps the function, later options attach to it
 def remove_cmd(
     reference: str | None,
     all_: bool,
