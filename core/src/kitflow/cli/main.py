@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "kitflow.cli.store_cmds",
     "kitflow.cli.transfer_cmds",
     "kitflow.cli.run_cmds",
+    "kitflow.cli.argo_cmds",
 )
 
 
