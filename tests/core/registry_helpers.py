@@ -47,7 +47,9 @@ def make_kit(
         )
         blobs[desc.digest] = data
     manifest = Manifest(
-        config=config_desc, layers=layers, artifact_type=KIT_ARTIFACT_TYPE,
+        config=config_desc,
+        layers=layers,
+        artifact_type=KIT_ARTIFACT_TYPE,
         media_type=OCI_MANIFEST,
     )
     data = manifest.to_bytes()

@@ -258,7 +258,7 @@ class TokenServer:
                 server._handle(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     def start(self) -> TokenServer:
         self._thread.start()
@@ -475,6 +475,7 @@ def start_registry(
         pki=pki,
         token_server=token_server,
     )
+    reg.extra["client_ca"] = client_ca
     if tls and pki is not None:
         # skopeo's --cert-dir wants *.crt CA files (and client.cert/client.key for mTLS).
         cert_dir = workdir / "skopeo-certs"
@@ -490,6 +491,8 @@ def _wait_ready(reg: RunningRegistry, timeout: float = 20.0) -> None:
 
     deadline = time.monotonic() + timeout
     ctx = ssl.create_default_context(cafile=str(reg.ca_file)) if reg.ca_file else None
+    if ctx is not None and reg.extra.get("client_ca") and reg.pki is not None:
+        ctx.load_cert_chain(str(reg.pki.client_cert), str(reg.pki.client_key))
     last: Exception | None = None
     while time.monotonic() < deadline:
         if reg.process.poll() is not None:
