@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def make_kit(
     """
     store = LocalStore(home)
     seed = seed or name + tag
-    config = ('{"manifestVersion":"1.0.0","package":{"name":"%s"}}' % seed).encode()
+    config = json.dumps({"manifestVersion": "1.0.0", "package": {"name": seed}}).encode()
     blobs = {sha256_digest(config): config}
     config_desc = store.put_bytes(KIT_CONFIG, config)
     layers = []
