@@ -77,21 +77,13 @@ def _digest_dirname(digest: str) -> str:
 def resolve_digest(
     reference: str, registry: RegistryOptions | None = None, home: Path | str | None = None
 ) -> str:
-    """The manifest digest ``reference`` names: from the local store, else from its registry."""
-    from kitflow import api
+    """The manifest digest ``reference`` names: from the local store, else from its registry
+    (kit's order, as ``unpack`` reads it)."""
+    from kitflow.ops.unpack import open_source
 
     if "@sha256:" in reference:
         return reference.rsplit("@", 1)[1]
-    try:
-        return str(api.inspect(reference, home=home)["digest"])
-    except NotFoundError:
-        pass
-    try:
-        return str(api.inspect(reference, remote=True, registry=registry, home=home)["digest"])
-    except NotFoundError:
-        raise NotFoundError(
-            f"ModelKit {reference} not found in the local store nor in its registry"
-        ) from None
+    return str(open_source(reference, registry, home).descriptor.digest)
 
 
 def materialize(

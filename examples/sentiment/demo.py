@@ -1,0 +1,231 @@
+"""`make demo`: train the sentiment model, pack it as a ModelKit, (push it to a registry started
+on loopback when `docker-registry` is installed), run batch inference on the local backend, and
+write the Argo Workflow that would run the same job on a cluster. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TAG = "sentiment:v1"
+
+
+def step(title: str) -> None:
+    """Print a step heading."""
+    print(f"\n== {title}", flush=True)
+
+
+def train_model() -> float:
+    """Run examples/sentiment/train.py's ``train`` (model/model.joblib); returns accuracy."""
+    spec = importlib.util.spec_from_file_location("sentiment_train", HERE / "train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    accuracy: float = module.train(HERE / "data" / "train.csv", HERE / "model")
+    return accuracy
+
+
+@dataclass
+class LoopbackRegistry:
+    """A CNCF Distribution registry (`docker-registry`) on 127.0.0.1 with its own storage."""
+
+    host: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def loopback_registry(workdir: Path) -> Iterator[LoopbackRegistry | None]:
+    """Start `docker-registry serve` on a free loopback port if the binary exists (else yield
+    None); stop it on exit."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        yield None
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": os.urandom(16).hex()},
+    }
+    config_path = workdir / "config.yml"
+    config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+    log_path = workdir / "registry.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [binary, "serve", str(config_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+    registry = LoopbackRegistry(f"127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited; see {log_path}")
+            try:
+                urllib.request.urlopen(f"http://{registry.host}/v2/", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"docker-registry did not answer; see {log_path}") from None
+                time.sleep(0.1)
+        yield registry
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
+    """Print the first predictions next to their texts."""
+    texts = {}
+    with open(inputs, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                texts[record["id"]] = record["text"]
+    with open(output, encoding="utf-8") as fh:
+        for number, line in enumerate(fh):
+            if number >= limit:
+                break
+            answer = json.loads(line)
+            text = texts.get(answer.get("id"), "")
+            print(f"  {answer['prediction']:>8}  {text}")
+
+
+def argo_dry_run(
+    reference: str, inputs: Path, workdir: Path, registry: Any, home: Path
+) -> Path | None:
+    """Build (not submit) the Argo Workflow for the same job and write it as JSON."""
+    import kitflow
+    from kitflow.errors import KitflowError
+
+    argo = kitflow.ArgoOptions(server="https://argo.example.com:2746", namespace="ml")
+    try:
+        result = kitflow.run(
+            reference,
+            inputs,
+            workdir / "argo-predictions.jsonl",
+            backend="argo",
+            shards=4,
+            parallelism=4,
+            registry=registry,
+            argo=argo,
+            dry_run=True,
+            home=home,
+        )
+    except KitflowError as exc:
+        print(f"  (Argo backend unavailable: {exc})")
+        return None
+    workflow = getattr(result, "workflow", None) or (result.comparison or {}).get("workflow")
+    path = workdir / "workflow.json"
+    path.write_text(json.dumps(workflow if workflow is not None else result.to_dict(), indent=2))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the whole demo; returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".demo", help="scratch directory")
+    parser.add_argument("--no-registry", action="store_true", help="stay on the local store")
+    args = parser.parse_args(argv)
+
+    import kitflow
+    from kitflow.options import RegistryOptions
+
+    workdir: Path = args.workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    home = workdir / "kitops"  # a throwaway KITOPS_HOME: the user's own store is left alone
+    inputs = HERE / "data" / "inputs.jsonl"
+    summary: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    step("1. train (TF-IDF + logistic regression on data/train.csv)")
+    accuracy = train_model()
+    print(f"  held-out accuracy {accuracy:.3f}; model written to {HERE / 'model' / 'model.joblib'}")
+
+    step(f"2. pack {HERE.relative_to(ROOT)} as {TAG}")
+    packed = kitflow.pack(HERE, tag=TAG, home=home)
+    print(f"  {packed.reference} {packed.digest} ({len(packed.layers)} layers, {packed.size} B)")
+    summary["pack"] = {"reference": packed.reference, "digest": packed.digest}
+
+    registry_ctx = (
+        loopback_registry(workdir / "registry") if not args.no_registry else _none_registry()
+    )
+    with registry_ctx as registry:
+        reference, options = TAG, None
+        if registry is not None:
+            step(f"3. push to a registry on loopback ({registry.host})")
+            options = RegistryOptions(plain_http=True)
+            reference = f"{registry.host}/demo/sentiment:v1"
+            pushed = kitflow.push(TAG, reference, registry=options, home=home)
+            print(f"  pushed {pushed.blobs} blobs, {pushed.bytes_transferred} B -> {reference}")
+            summary["push"] = {"reference": reference, "digest": pushed.digest}
+        else:
+            step("3. no docker-registry installed: running from the local store")
+
+        step(f"4. batch inference on the local backend: {reference}")
+        output = workdir / "predictions.jsonl"
+        result = kitflow.run(
+            reference,
+            inputs,
+            output,
+            shards=2,
+            parallelism=2,
+            registry=options,
+            home=home,
+        )
+        print(
+            f"  {result.records} predictions -> {result.output} in {result.seconds:.2f} s "
+            f"({len(result.shards)} shards, model {result.model_digest[:19]}...)"
+        )
+        show_predictions(inputs, output)
+        summary["run"] = result.to_dict()
+
+        step("5. the Argo Workflow that would run the same job (dry run, nothing submitted)")
+        pinned = f"{reference.rsplit(':', 1)[0]}@{result.model_digest}"
+        workflow_path = argo_dry_run(pinned, inputs, workdir, options, home)
+        if workflow_path is not None:
+            print(f"  written to {workflow_path} ({workflow_path.stat().st_size} bytes)")
+            summary["workflow"] = str(workflow_path)
+
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    step(f"done in {summary['seconds']} s; everything is under {workdir}")
+    return 0
+
+
+@contextmanager
+def _none_registry() -> Iterator[None]:
+    yield None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
