@@ -219,7 +219,7 @@ def _collect(store: Any, candidates: set[str]) -> None:
     """Delete blobs among ``candidates`` that no manifest references any more (oras auto-GC)."""
     if not candidates:
         return
-    with store.lock():
+    with store.gc_lock(), store.lock():
         referenced = store.all_referenced_blobs()
         for digest in sorted(candidates - referenced):
             if digest.startswith("sha256:") and store.delete_blob(digest):
@@ -322,15 +322,15 @@ def prune(
 ) -> tuple[int, int]:
     """Delete blobs no manifest references, and ingest files untouched for an hour.
 
-    Returns ``(blobs_removed, bytes_freed)``. Runs under the store lock, so a concurrent pack
-    cannot have its manifest recorded half-way through the sweep.
+    Returns ``(blobs_removed, bytes_freed)``. Holds the exclusive GC lock, so blobs a concurrent
+    pack or pull has written but not yet referenced from a manifest are never swept.
     """
     store = _store(home)
     removed = 0
     freed = 0
     if not store.root.is_dir():
         return 0, 0
-    with store.lock():
+    with store.gc_lock(), store.lock():
         referenced = store.all_referenced_blobs()
         for digest in store.blob_digests():
             if digest in referenced:
