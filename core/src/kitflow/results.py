@@ -123,3 +123,4 @@ class RunResult(_ToDict):
     workflow_url: str | None = None
     phase: str = "Succeeded"
     comparison: dict[str, Any] | None = None  # for several kits on the same inputs
+    workflow: dict[str, Any] | None = None  # Argo dry run: the Workflow that would be submitted
