@@ -467,14 +467,14 @@ def pack(
     if use_model_pack and any(le.kind == "mcpserver" for le in layer_list):
         raise KitflowError("mcpServers are not supported when packing in modelpack format")
 
+    for warning in kf_mod.kitfile_warnings(kf):
+        log.warning(warning)
+
     store = LocalStore(home)
     extra_paths: list[str] = []
-    packable = []
-    for le in layer_list:
-        if le.kind == "model" and is_modelkit_reference(le.path):
-            extra_paths += _parent_layer_paths(store, le.path)
-            continue
-        packable.append(le)
+    if kf.model is not None and kf.model.path and is_modelkit_reference(kf.model.path):
+        extra_paths = _parent_layer_paths(store, kf.model.path)
+    packable = [le for le in layer_list if not is_modelkit_reference(le.path)]
     ignore = IgnorePaths.from_context(ctx, [le.path for le in layer_list] + extra_paths)
     cache = PackCache(store.home)
     packer = _Packer(store, ctx, compression, layer_format, use_model_pack, ignore, cache)

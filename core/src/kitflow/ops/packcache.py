@@ -48,10 +48,11 @@ def fingerprint(entries: Iterable[WalkEntry], extra: str = "") -> str:
 
 
 def is_racy(entries: Iterable[WalkEntry], read_started_ns: int) -> bool:
-    """True if any entry changed too recently to trust its stat data later."""
+    """True if any entry's content changed too recently to trust its stat data later (mtime, as
+    git does; ctime is part of the fingerprint, so a later metadata change still misses)."""
     for e in entries:
         window = COARSE_RACY_WINDOW_NS if e.mtime_ns % 1_000_000_000 == 0 else RACY_WINDOW_NS
-        if e.mtime_ns >= read_started_ns - window or e.ctime_ns >= read_started_ns - window:
+        if e.mtime_ns >= read_started_ns - window:
             return True
     return False
 
