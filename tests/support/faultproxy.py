@@ -7,12 +7,14 @@ fires ``times`` times (-1: forever). ``log`` records every request with what the
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,8 +38,9 @@ class Rule:
     - ``status``: answer ``status`` (default 503) with ``retry_after`` if given, no forwarding;
     - ``reset``: drop the connection (TCP RST) before forwarding anything;
     - ``reset_after``: forward the request, then drop the connection instead of answering;
-    - ``truncate``: forward, send the real headers but only ``keep`` bytes of the body, then RST;
+    - ``truncate``: forward, send the real headers but only ``keep`` bytes of the body, hang up;
     - ``corrupt``: forward, flip one byte of the body (same length) — digest checks must catch it;
+    - ``delay``: wait ``seconds`` then forward normally (to observe requests in flight);
     - ``paginate``: serve ``GET .../tags/list`` in pages of ``page_size`` with RFC 5988 Link
       headers, from the registry's full list (Distribution 2.8 does not paginate tags itself).
     """
@@ -50,6 +53,7 @@ class Rule:
     keep: int = 0
     times: int = 1
     page_size: int = 2
+    seconds: float = 0.0
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -79,6 +83,8 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.log: list[LogEntry] = []
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         proxy = self
@@ -160,6 +166,13 @@ class FaultProxy:
             pass
 
     @staticmethod
+    def _hang_up(req: BaseHTTPRequestHandler) -> None:
+        """Close gracefully (FIN): the client sees the body end early, data sent so far arrives."""
+        req.close_connection = True
+        with contextlib.suppress(OSError):
+            req.connection.shutdown(socket.SHUT_WR)
+
+    @staticmethod
     def _drain(req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
         while length > 0:
@@ -169,7 +182,19 @@ class FaultProxy:
             length -= len(chunk)
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._handle_one(req)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _handle_one(self, req: BaseHTTPRequestHandler) -> None:
         rule = self._pick(req.command, req.path)
+        if rule is not None and rule.action == "delay":
+            time.sleep(rule.seconds)
         action = rule.action if rule else "forward"
         if rule is not None and rule.action == "reset":
             self._record(req, action, None)
@@ -258,7 +283,7 @@ class FaultProxy:
                     if allowed <= len(chunk):
                         req.wfile.write(chunk[: max(allowed, 0)])
                         req.wfile.flush()
-                        self._reset(req)
+                        self._hang_up(req)
                         return
                 if rule is not None and rule.action == "corrupt" and not flipped and chunk:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
@@ -266,7 +291,7 @@ class FaultProxy:
                 req.wfile.write(chunk)
                 sent += len(chunk)
             if rule is not None and rule.action == "truncate":
-                self._reset(req)
+                self._hang_up(req)
         finally:
             conn.close()
 

@@ -160,14 +160,22 @@ class Registry:
             )
         return resp
 
-    def _fail(self, resp: urllib3.BaseHTTPResponse, what: str) -> Exception:
+    def _fail(
+        self, resp: urllib3.BaseHTTPResponse, what: str, *, transient: bool = False
+    ) -> Exception:
+        """The error for a failed response; ``transient`` when it was not retried yet."""
         body = drain(resp)
         if resp.status in RETRYABLE_STATUS:
-            return TransientError(
+            if transient:
+                return TransientError(
+                    f"{self.host}: {what} failed with HTTP {resp.status}",
+                    resp.status,
+                    resp.headers.get("Retry-After"),
+                )
+            return RegistryError(
                 f"{self.host}: {what} failed with HTTP {resp.status} after retries; the "
                 "registry is overloaded or failing, try again later",
                 resp.status,
-                resp.headers.get("Retry-After"),
             )
         return error_for_status(self.host, resp.status, what, body)
 
@@ -415,7 +423,7 @@ class Registry:
         except RegistryError as exc:  # connection error (the session did not retry)
             raise TransientError(str(exc)) from None
         if resp.status in RETRYABLE_STATUS:
-            raise self._fail(resp, what)
+            raise self._fail(resp, what, transient=True)
         return resp
 
     def mount(self, desc: Descriptor, from_repo: str) -> bool:
