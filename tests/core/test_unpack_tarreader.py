@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from kitflow.errors import DigestMismatchError, KitflowError
 from kitflow.format.tarreader import UnsafeArchiveError, extract_raw, extract_tar
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def make_tar(entries: list[tuple]) -> bytes:
     """entries: (name, kind, payload) with kind in file/dir/symlink/hardlink/fifo/chr."""
@@ -270,3 +273,46 @@ def test_roundtrip_property(
     run(make_tar(entries), root)
     got = {k: v for k, v in tree(root).items() if v is not None}
     assert got == files
+
+
+_segment = st.text(
+    alphabet=st.sampled_from("abcXYZ_-.0123456789éü"), min_size=1, max_size=60
+).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.dictionaries(
+        st.lists(_segment, min_size=1, max_size=4).map("/".join),
+        st.tuples(st.binary(max_size=3000), st.sampled_from([0o644, 0o600, 0o755])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_kit_tar_writer_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, tuple[bytes, int]]
+) -> None:
+    """What the kit-identical writer produces (USTAR split, PAX for long or non-ASCII names)
+    the reader restores byte for byte with the header modes."""
+    from kitflow.format.tarwriter import TarWriter
+
+    names = sorted(files)
+    files = {n: files[n] for n in names if not any(o.startswith(n + "/") for o in names)}
+    buf = io.BytesIO()
+    writer = TarWriter(buf)
+    made: set[str] = set()
+    for name, (data, mode) in sorted(files.items()):
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in made:
+                made.add(d)
+                writer.add_directory(d, 0o755)
+        writer.add_file(name, mode, len(data), io.BytesIO(data))
+    writer.close()
+    root = tmp_path_factory.mktemp("kw")
+    run(buf.getvalue(), root)
+    for name, (data, mode) in files.items():
+        path = root / name
+        assert path.read_bytes() == data
+        assert stat.S_IMODE(path.stat().st_mode) == mode & ~_UMASK

@@ -28,6 +28,13 @@ CHUNK = 1024 * 1024
 COMPRESSIONS = ("none", "gzip", "gzip-fastest", "zstd")
 _STAGING_PREFIX = ".kitflow-unpack-"
 
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 ProgressCallback = Callable[[int], None]
 
 
@@ -178,6 +185,7 @@ class _Extraction:
         self.planned: dict[str, _Planned] = {}
         self.safe_dirs: set[str] = {""}
         self.stats = ExtractStats()
+        self.umask = _umask()
         self._n = 0
 
     # -- checks -------------------------------------------------------------------------------
@@ -314,7 +322,7 @@ class _Extraction:
                     self.stats.skipped += 1
                     continue
                 raise KitflowError(f"path '{entry.rel}' already exists")
-            os.chmod(entry.staged, entry.mode)
+            os.chmod(entry.staged, entry.mode & ~self.umask)  # as an open(2) with this mode
             try:
                 os.replace(entry.staged, dest)
             except OSError as exc:
