@@ -141,3 +141,29 @@ def test_prune_and_verify(kits: KitBuilder, capsys: pytest.CaptureFixture[str]) 
     code, stdout, err = run(capsys, "verify", "--config", home)
     assert "is corrupt" in stdout
     assert_one_line_error(code, err, "1 problem(s) in local storage")
+
+
+def test_pack_then_unpack_through_the_cli(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "model").mkdir(parents=True)
+    (ctx / "model/w.bin").write_bytes(b"weights")
+    (ctx / "Kitfile").write_text(
+        "manifestVersion: 1.0.0\npackage:\n  name: cli-kit\nmodel:\n  path: model\n"
+    )
+    home = str(tmp_path / "home")
+    code, stdout, _ = run(capsys, "pack", str(ctx), "-t", "cli/kit:v1", "--config", home)
+    assert code == 0 and "sha256:" in stdout
+    code, stdout, _ = run(capsys, "pack", str(ctx), "-t", "cli/kit:v2", "--json", "--config", home)
+    assert code == 0 and json.loads(stdout)["reference"].endswith("cli/kit:v2")
+    code, stdout, _ = run(capsys, "list", "cli/kit", "--config", home)
+    assert [line.split()[1] for line in stdout.splitlines()[1:]] == ["v1", "v2"]
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, "unpack", "cli/kit:v2", "-d", str(out), "--config", home)
+    assert code == 0 and (out / "model/w.bin").read_bytes() == b"weights"
+    code, _, err = run(capsys, "pack", str(tmp_path / "nowhere"), "-t", "x:v1", "--config", home)
+    assert_one_line_error(code, err, "")
+    code, _, err = run(capsys, "pack", str(ctx), "--compression", "brotli", "--config", home)
+    assert_one_line_error(code, err, "brotli")
