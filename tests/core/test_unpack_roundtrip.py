@@ -101,3 +101,43 @@ def test_repack_of_unpacked_kit_gives_same_layers(tmp_path: Path) -> None:
     unpack("again:v1", out, home=home)
     second = pack(out, tag="again:v2", home=home)
     assert [layer.digest for layer in second.layers] == [layer.digest for layer in first.layers]
+
+
+REFS_DIR = Path(__file__).resolve().parents[1] / "data" / "kitops" / "modelkit-refs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in REFS_DIR.iterdir()))
+def test_modelkit_reference_chains(tmp_path: Path, name: str) -> None:
+    """kit's modelkit-refs cases: pack each ModelKit in turn, unpack it into the next context;
+    the parents' model files arrive through the chain of references."""
+    import re
+
+    from kitflow.errors import KitflowError
+
+    case = yaml.safe_load((REFS_DIR / name).read_text())
+    home = tmp_path / "home"
+    expected: list[str] = []
+    for index, kit in enumerate(case["modelkits"]):
+        current = tmp_path / f"modelkit-{index}"
+        following = tmp_path / f"modelkit-{index + 1}"
+        current.mkdir(exist_ok=True)
+        following.mkdir(exist_ok=True)
+        (current / "Kitfile").write_text(kit["kitfile"])
+        for rel in kit.get("files") or []:
+            path = current / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"content of {rel}\n")
+        expected += kit.get("files") or []
+        if kit.get("packErrRegexp"):
+            # kit refuses the chain at pack time; should a pack get through, unpack must
+            # refuse it with the same words (the chain is followed there too).
+            pattern = re.compile(kit["packErrRegexp"], re.IGNORECASE)
+            with pytest.raises(KitflowError) as err:
+                pack(current, tag=kit["tag"], home=home)
+                unpack(kit["tag"], following, home=home)
+            assert pattern.search(str(err.value)), str(err.value)
+            continue
+        pack(current, tag=kit["tag"], home=home)
+        unpack(kit["tag"], following, home=home)
+        missing = [rel for rel in expected if not (following / rel).is_file()]
+        assert not missing, f"{kit['tag']}: missing {missing}"
