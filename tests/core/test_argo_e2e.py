@@ -1,0 +1,277 @@
+"""The Argo backend end to end: kits packed and pushed to a real registry, Workflows submitted
+to the fake Argo Server (or the fake Kubernetes API) whose controller is the in-test executor,
+each pod a real ``kitflow argo-*`` process pulling its shard from and pushing its results to
+the registry; then collect writes the predictions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kitflow import api
+from kitflow.content.registry import Registry
+from kitflow.errors import WorkflowFailed
+from kitflow.inference.argo import backend
+from kitflow.inference.argo.workflow import WorkflowPlan, workflow_manifest
+from kitflow.inference.runner import build_job, run
+from kitflow.options import ArgoOptions
+from support.argo_executor import ArgoExecutor, UnsupportedArgo
+from support.argo_fake import (
+    ARGO_TOKEN,
+    FakeArgoServer,
+    FakeKubeAPI,
+    schema_errors,
+    strict_validator,
+)
+
+KITFLOW = Path(sys.executable).parent / "kitflow"
+
+PREDICT = """
+import json
+
+
+def load(model_path):
+    with open(model_path) as fh:
+        return set(json.load(fh)["positive"])
+
+
+def predict(model, records):
+    out = []
+    for r in records:
+        if r["text"] == "boom":
+            raise ValueError("boom is not a sentence")
+        words = set(r["text"].lower().split())
+        out.append("positive" if words & model else "negative")
+    return out
+"""
+
+KITFILE = """manifestVersion: 1.0.0
+package:
+  name: words-{name}
+model:
+  name: words
+  path: model/words.json
+  parameters:
+    inference:
+      entrypoint: src/predict.py
+code:
+  - path: src
+"""
+
+TEXTS = ["good day", "bad day", "great food", "awful food", "fine", "nice one", "meh"]
+
+
+def _make_kit(root: Path, name: str, positive: list[str]) -> Path:
+    (root / "src").mkdir(parents=True)
+    (root / "model").mkdir()
+    (root / "Kitfile").write_text(KITFILE.format(name=name))
+    (root / "src" / "predict.py").write_text(PREDICT)
+    (root / "model" / "words.json").write_text(json.dumps({"positive": positive}))
+    return root
+
+
+def _expected(positive: set[str], texts: list[str]) -> list[str]:
+    return ["positive" if set(t.split()) & positive else "negative" for t in texts]
+
+
+@pytest.fixture(scope="module")
+def kits(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two kits pushed to the real registry: ``a`` (good, great, nice) and ``b`` (good, fine)."""
+    base = tmp_path_factory.mktemp("argo-kits")
+    home = base / "home"
+    opts = registry.options()
+    refs = {}
+    for name, words in (("a", ["good", "great", "nice"]), ("b", ["good", "fine"])):
+        ctx = _make_kit(base / name, name, words)
+        ref = registry.ref(f"argo-e2e/words-{name}", "v1")
+        api.pack(ctx, tag=ref, home=home)
+        api.push(ref, registry=opts, home=home)
+        refs[name] = ref
+    return refs
+
+
+def _inputs(path: Path, n: int, boom_at: int | None = None) -> tuple[Path, list[str]]:
+    texts = [TEXTS[i % len(TEXTS)] for i in range(n)]
+    if boom_at is not None:
+        texts[boom_at] = "boom"
+    path.write_text(
+        "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    return path, texts
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> ArgoExecutor:
+    return ArgoExecutor(KITFLOW, tmp_path / "pods", max_workers=2)
+
+
+@pytest.fixture
+def argo(argo_server: FakeArgoServer, executor: ArgoExecutor) -> ArgoOptions:
+    argo_server.state.controller = executor.run
+    return ArgoOptions(server=argo_server.url, token=ARGO_TOKEN, namespace="ml", retries=0)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_batch_fan_out_gather_end_to_end_and_resubmit_reattaches(
+    kits: dict[str, str],
+    registry: Any,
+    argo: ArgoOptions,
+    argo_server: FakeArgoServer,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    src, texts = _inputs(tmp_path / "in.jsonl", 25)
+    out = tmp_path / "out.jsonl"
+    job = build_job(kits["a"], src, out, shards=3, parallelism=2)
+    result = backend.run_argo(job, argo, registry.options(), timeout=240)
+
+    assert result.phase == "Succeeded" and result.backend == "argo"
+    assert result.records == 25 and len(result.shards) == 3
+    assert [s.records for s in result.shards] == [9, 8, 8]
+    lines = _lines(out)
+    assert [x["id"] for x in lines] == [f"r{i}" for i in range(25)]
+    assert [x["prediction"] for x in lines] == _expected({"good", "great", "nice"}, texts)
+    assert result.model_digest.startswith("sha256:")
+    assert result.workflow_name and result.workflow_name.startswith("kitflow-batch-")
+    verbs = sorted(argv[1] for argv in executor.commands)
+    assert verbs == ["argo-gather", "argo-shard", "argo-shard", "argo-shard"]
+
+    # The same job again: same inputs digest, same name, re-attached (no second run).
+    again = backend.submit(job, argo, registry.options())
+    assert again.name == result.workflow_name
+    assert len(executor.commands) == 4
+    assert len(argo_server.state.objects) == 1
+    collected = backend.collect(again, job, argo, registry.options())
+    assert collected.records == 25
+
+
+def test_compare_two_kits_reports_agreement(
+    kits: dict[str, str], registry: Any, argo: ArgoOptions, tmp_path: Path
+) -> None:
+    src, texts = _inputs(tmp_path / "in.jsonl", 14)
+    out = tmp_path / "cmp.jsonl"
+    result = run(
+        [kits["a"], kits["b"]],
+        src,
+        out,
+        backend="argo",
+        shards=2,
+        argo=argo,
+        registry=registry.options(),
+        timeout=240,
+    )
+    a = _expected({"good", "great", "nice"}, texts)
+    b = _expected({"good", "fine"}, texts)
+    agree = sum(x == y for x, y in zip(a, b, strict=True))
+    comparison = result.comparison
+    assert comparison is not None
+    assert comparison["disagreements"] == 14 - agree
+    assert comparison["agreement"] == round(agree / 14, 6)
+    assert [m["reference"] for m in comparison["models"]] == [kits["a"], kits["b"]]
+    lines = _lines(out)
+    assert [x["predictions"][kits["b"]] for x in lines] == b
+    assert [x["prediction"] for x in lines] == a
+
+
+def test_single_inference_prediction_comes_back_as_output_parameter(
+    kits: dict[str, str],
+    registry: Any,
+    argo: ArgoOptions,
+    argo_server: FakeArgoServer,
+    tmp_path: Path,
+) -> None:
+    src, _ = _inputs(tmp_path / "one.jsonl", 1)
+    out = tmp_path / "one.out.jsonl"
+    result = backend.run_argo(build_job(kits["a"], src, out), argo, registry.options(), timeout=240)
+    assert result.workflow_name and result.workflow_name.startswith("kitflow-single-")
+    assert _lines(out) == [{"id": "r0", "prediction": "positive"}]
+    wf = argo_server.state.objects[("ml", result.workflow_name)]
+    outputs = {p["name"]: p["value"] for p in wf["status"]["outputs"]["parameters"]}
+    assert json.loads(outputs["prediction"]) == {"id": "r0", "prediction": "positive"}
+
+
+def test_failing_record_fails_the_workflow_with_its_line(
+    kits: dict[str, str], registry: Any, argo: ArgoOptions, tmp_path: Path
+) -> None:
+    src, _ = _inputs(tmp_path / "bad.jsonl", 10, boom_at=6)
+    out = tmp_path / "bad.out.jsonl"
+    job = build_job(kits["a"], src, out, shards=2)
+    with pytest.raises(WorkflowFailed) as info:
+        backend.run_argo(job, argo, registry.options(), timeout=240)
+    message = str(info.value)
+    assert "shard 1 failed at bad.jsonl line 7" in message
+    assert "ValueError: boom is not a sentence" in message
+    assert not out.exists()
+
+
+def test_kubernetes_path_end_to_end(
+    kits: dict[str, str],
+    registry: Any,
+    kube_api: FakeKubeAPI,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    kube_api.state.controller = executor.run
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "t",
+                "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": kube_api.url}}],
+                "users": [{"name": "u", "user": {"token": ARGO_TOKEN}}],
+            }
+        )
+    )
+    argo = ArgoOptions(kubeconfig=config, namespace="ml", retries=0)
+    src, texts = _inputs(tmp_path / "in.jsonl", 6)
+    result = backend.run_argo(
+        build_job(kits["b"], src, tmp_path / "o.jsonl", shards=2),
+        argo,
+        registry.options(),
+        timeout=240,
+    )
+    assert [x["prediction"] for x in _lines(tmp_path / "o.jsonl")] == _expected(
+        {"good", "fine"}, texts
+    )
+    assert result.workflow_url is None  # no Argo UI known on the direct path
+
+
+def test_dry_run_touches_nothing(
+    kits: dict[str, str], registry: Any, argo_server: FakeArgoServer, tmp_path: Path
+) -> None:
+    argo = ArgoOptions(server=argo_server.url, token=ARGO_TOKEN, namespace="ml")
+    src, _ = _inputs(tmp_path / "dry.jsonl", 30)
+    repo = Registry(kits["a"].rsplit(":", 1)[0], registry.options())
+    tags_before = repo.list_tags()
+    result = backend.run_argo(
+        build_job(kits["a"], src, None, shards=4), argo, registry.options(), dry_run=True
+    )
+    assert repo.list_tags() == tags_before
+    assert argo_server.requests == []
+    assert result.phase == "DryRun" and result.workflow is not None
+    assert schema_errors(strict_validator("Workflow"), result.workflow) == []
+    assert result.workflow["metadata"]["name"] == result.workflow_name
+    assert len(result.shards) == 4
+
+
+def test_executor_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    d = "sha256:" + "1" * 64
+    plan = WorkflowPlan(
+        kits=(f"r/x@{d}",),
+        inputs=f"r/x@{d}",
+        results_repo="r/x",
+        shards=2,
+        records=4,
+        kitops_init=True,
+    )
+    wf = workflow_manifest(plan, ArgoOptions())
+    with pytest.raises(UnsupportedArgo, match="initContainers"):
+        ArgoExecutor(KITFLOW, tmp_path).run(wf)
