@@ -21,6 +21,7 @@ from hera.workflows import (
     Env,
     Parameter,
     SecretVolume,
+    Task,
     UserContainer,
     Workflow,
     WorkflowTemplate,
@@ -204,7 +205,7 @@ class _Builder:
         outputs: list[Parameter],
         heavy: bool,
     ) -> Container:
-        init = None
+        init: list[Any] | None = None
         if heavy and self.plan.kitops_init:
             init = [self._kitops_init()]
         return Container(
@@ -223,7 +224,7 @@ class _Builder:
         )
 
     def _kitops_init(self) -> UserContainer:
-        env = [
+        env: list[Any] = [
             Env(name="MODELKIT_REF", value="{{inputs.parameters.kit}}"),
             Env(name="UNPACK_PATH", value=KIT_DIR),
             Env(name="UNPACK_FILTER", value="model,code,kitfile"),
@@ -392,17 +393,21 @@ class _Builder:
             gathers = []
             for k in range(len(plan.kits)):
                 kit = f"{{{{workflow.parameters.kit-{k}}}}}"
-                s = score(
-                    name=f"score-{k}",
-                    arguments={"kit": kit, "shard": "{{item}}"},
-                    with_param="{{workflow.parameters.shards}}",
+                s = _task(
+                    score(
+                        name=f"score-{k}",
+                        arguments={"kit": kit, "shard": "{{item}}"},
+                        with_param="{{workflow.parameters.shards}}",
+                    )
                 )
-                g = gather(
-                    name=f"gather-{k}",
-                    arguments={
-                        "kit": kit,
-                        "results": f"{{{{tasks.score-{k}.outputs.parameters.result}}}}",
-                    },
+                g = _task(
+                    gather(
+                        name=f"gather-{k}",
+                        arguments={
+                            "kit": kit,
+                            "results": f"{{{{tasks.score-{k}.outputs.parameters.result}}}}",
+                        },
+                    )
                 )
                 s >> g
                 gathers.append(g)
@@ -411,8 +416,15 @@ class _Builder:
                     f"{{{{tasks.gather-{k}.outputs.parameters.summary}}}}"
                     for k in range(len(plan.kits))
                 )
-                c = compare(name="compare", arguments={"summaries": f"[{summaries}]"})
-                gathers >> c
+                c = _task(compare(name="compare", arguments={"summaries": f"[{summaries}]"}))
+                for g in gathers:
+                    g >> c
+
+
+def _task(value: Any) -> Task:
+    """hera returns a Task when a template is called inside a DAG (typed loosely upstream)."""
+    assert isinstance(value, Task)
+    return value
 
 
 def _spec_kwargs(plan: WorkflowPlan, argo: ArgoOptions) -> dict[str, Any]:
