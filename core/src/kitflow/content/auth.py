@@ -243,6 +243,7 @@ class Authenticator:
         self.service: str | None = None
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
+        self._fetch_lock = threading.RLock()
         self.tokens_fetched = 0
 
     def __repr__(self) -> str:
@@ -254,15 +255,30 @@ class Authenticator:
         if self.scheme == "basic" and self.credentials and self.credentials.password:
             return {"Authorization": self.credentials.basic_header()}
         if self.scheme == "bearer":
-            with self._lock:
-                token = self._tokens.get(scope)
-            if token is None or token.expires <= time.time():
-                token = self._fetch_token(scope)
-            return {"Authorization": "Bearer " + token.value.reveal()}
+            return {"Authorization": "Bearer " + self._token_for(scope).value.reveal()}
         return {}
 
-    def challenge(self, header: str | None, scope: str, what: str) -> None:
-        """Learn from a 401's ``WWW-Authenticate`` and prepare credentials for ``scope``."""
+    def _token_for(self, scope: str, rejected: str | None = None) -> _Token:
+        """A valid cached token for ``scope``, else a new one (one fetch at a time per host).
+
+        ``rejected`` is the Authorization header the registry just refused: a cached token that
+        differs from it (another thread already refreshed) is used as it is.
+        """
+        with self._fetch_lock:
+            with self._lock:
+                token = self._tokens.get(scope)
+            usable = token is not None and token.expires > time.time()
+            if (
+                usable
+                and token is not None
+                and (rejected is None or rejected != "Bearer " + token.value.reveal())
+            ):
+                return token
+            return self._fetch_token(scope)
+
+    def challenge(self, header: str | None, scope: str, what: str, sent: str | None = None) -> None:
+        """Learn from a 401's ``WWW-Authenticate`` and prepare credentials for ``scope``;
+        ``sent`` is the Authorization header of the refused request (None if there was none)."""
         if not header:
             raise AuthError(
                 f"{self.host} refused {what}: HTTP 401 without an authentication challenge", 401
@@ -275,7 +291,7 @@ class Authenticator:
                     f"'kitflow login {self.host}'",
                     401,
                 )
-            if self.scheme == "basic":
+            if sent is not None and sent.startswith("Basic "):
                 raise AuthError(
                     f"{self.host} rejected the credentials for {what} (HTTP 401); log in again "
                     f"with 'kitflow login {self.host}'",
@@ -284,17 +300,15 @@ class Authenticator:
             self.scheme = "basic"
             return
         if scheme == "bearer":
-            self.scheme = "bearer"
-            self.realm = params.get("realm")
-            self.service = params.get("service")
-            challenged = params.get("scope")
-            with self._lock:
-                had = self._tokens.pop(scope, None)
-            if challenged and challenged != scope:
-                scope = challenged
-            if had is not None:
-                log.debug("%s: token for %s was rejected; fetching a new one", self.host, scope)
-            self._fetch_token(scope)
+            with self._fetch_lock:
+                self.scheme = "bearer"
+                self.realm = params.get("realm")
+                self.service = params.get("service")
+            if sent is not None and sent.startswith("Bearer "):
+                log.debug("%s: a token for %s was rejected; fetching a new one", self.host, scope)
+                self._token_for(scope, rejected=sent)
+            else:
+                self._token_for(scope)
             return
         raise AuthError(f"{self.host} asked for unsupported authentication scheme {scheme!r}", 401)
 

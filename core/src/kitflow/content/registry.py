@@ -130,9 +130,12 @@ class Registry:
         """A request with auth: pre-emptive header, one round of challenge on a 401."""
         scope = self._scope(push, extra_scope)
         base_headers = dict(headers or {})
+        sent: dict[str, str | None] = {}
 
         def make_headers() -> dict[str, str]:
-            return {**base_headers, **self.auth.header(scope)}
+            auth = self.auth.header(scope)
+            sent["authorization"] = auth.get("Authorization")
+            return {**base_headers, **auth}
 
         resp = self.session.request(
             method,
@@ -147,7 +150,7 @@ class Registry:
         if resp.status == 401:
             challenge = resp.headers.get("WWW-Authenticate")
             drain(resp)
-            self.auth.challenge(challenge, scope, what)
+            self.auth.challenge(challenge, scope, what, sent.get("authorization"))
             resp = self.session.request(
                 method,
                 url,
