@@ -407,3 +407,23 @@ def test_tar_layers_read_back(tmp_path: Path) -> None:
         names = tf.getnames()
     assert "Kitfile" not in names and "model/weights.bin" not in names
     assert "other/file.txt" in names and "src" in names and "src/run.py" not in names
+
+
+def test_model_reference_excludes_parent_paths(tmp_path: Path) -> None:
+    ctx = materialise(tmp_path / "ctx")
+    home = tmp_path / "home"
+    (ctx / "Kitfile").write_text(
+        "manifestVersion: 1.0.0\npackage:\n  name: parent\nmodel:\n  path: model\n"
+    )
+    pack(ctx, tag="parent:1", home=home)
+    (ctx / "Kitfile").write_text(
+        "manifestVersion: 1.0.0\npackage:\n  name: child\nmodel:\n  path: parent:1\n"
+        "code:\n  - path: .\n"
+    )
+    child = pack(ctx, tag="child:1", home=home)
+    assert [layer.kind for layer in child.layers] == ["code"]
+    with tarfile.open(fileobj=io.BytesIO(store_blob(home, child.layers[0].digest))) as tf:
+        names = tf.getnames()
+    assert "README.md" in names and not any(n.startswith("model") for n in names)
+    config = json.loads(store_blob(home, child.config_digest))
+    assert config["model"]["path"] == "parent:1"
