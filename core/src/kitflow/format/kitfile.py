@@ -716,23 +716,28 @@ def _missing_paths(kf: Kitfile, context_dir: Path) -> list[str]:
     return out
 
 
+def check_path(path: str | Path) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the Kitfile at ``path``; never raises for bad content."""
+    try:
+        file = _resolve(path)
+        text = _read_text(file)
+    except ValidationError as exc:
+        return list(exc.problems), []
+    except KitflowError as exc:
+        return [str(exc)], []
+    kitfile, problems = _parse_problems(text)
+    if problems or kitfile is None:
+        return problems or ["Kitfile is empty"], []
+    return validate_kitfile(kitfile, file.parent), kitfile_warnings(kitfile)
+
+
 def validate_path(path: str | Path) -> list[str]:
     """Every problem of the Kitfile at ``path`` (file or directory); empty when it is valid.
 
     Never raises for bad content: unreadable files and YAML errors come back as problems.
     Local layer paths are checked to exist relative to the Kitfile's directory.
     """
-    try:
-        file = _resolve(path)
-        text = _read_text(file)
-    except ValidationError as exc:
-        return list(exc.problems)
-    except KitflowError as exc:
-        return [str(exc)]
-    kitfile, problems = _parse_problems(text)
-    if problems or kitfile is None:
-        return problems or ["Kitfile is empty"]
-    return validate_kitfile(kitfile, file.parent)
+    return check_path(path)[0]
 
 
 # --------------------------------------------------------------------------------------------
