@@ -275,3 +275,55 @@ def test_executor_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
     wf = workflow_manifest(plan, ArgoOptions())
     with pytest.raises(UnsupportedArgo, match="initContainers"):
         ArgoExecutor(KITFLOW, tmp_path).run(wf)
+
+
+class _Templates:
+    """The fake server's registered WorkflowTemplates, looked up by name (live)."""
+
+    def __init__(self, server: FakeArgoServer) -> None:
+        self.server = server
+
+    def get(self, name: str) -> Any:
+        return next((t for (_, n), t in self.server.state.templates.items() if n == name), None)
+
+
+def test_submit_by_workflow_template(
+    kits: dict[str, str],
+    registry: Any,
+    argo: ArgoOptions,
+    argo_server: FakeArgoServer,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    executor.templates_by_ref = _Templates(argo_server)  # type: ignore[assignment]
+    src, texts = _inputs(tmp_path / "t.jsonl", 5)
+    job = build_job(kits["a"], src, tmp_path / "t.out.jsonl", shards=2)
+    sub = backend.submit_from_template(job, argo, registry.options())
+    assert sub.name == backend.plan_job(job, argo, registry.options()).manifest["metadata"]["name"]
+    backend.wait(sub, argo, timeout=240)
+    result = backend.collect(sub, job, argo, registry.options())
+    assert [x["prediction"] for x in _lines(tmp_path / "t.out.jsonl")] == _expected(
+        {"good", "great", "nice"}, texts
+    )
+    assert result.records == 5
+    wf = argo_server.state.objects[("ml", sub.name)]
+    assert wf["spec"]["workflowTemplateRef"]["name"].startswith("kitflow-batch-")
+    again = backend.submit_from_template(job, argo, registry.options())
+    assert again.uid == sub.uid  # re-attached
+
+
+def test_no_wait_returns_after_submission_and_stop(
+    kits: dict[str, str], registry: Any, argo_server: FakeArgoServer, tmp_path: Path
+) -> None:
+    argo_server.state.default_steps = [{"phase": "Running"}]
+    argo = ArgoOptions(server=argo_server.url, token=ARGO_TOKEN, namespace="ml")
+    src, _ = _inputs(tmp_path / "nw.jsonl", 3)
+    job = build_job(kits["a"], src, tmp_path / "nw.out.jsonl")
+    result = backend.run_argo(job, argo, registry.options(), wait=False)
+    assert result.phase in ("", "Pending", "Running") and result.output is None
+    sub = backend.ArgoSubmission(result.workflow_name or "", "ml")
+    backend.stop(sub, argo)
+    st = backend.status(sub, argo)
+    assert st.finished and "Stop" in st.message
+    with pytest.raises(WorkflowFailed, match="Stop"):
+        backend.collect(sub, job, argo, registry.options())

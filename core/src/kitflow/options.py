@@ -78,6 +78,7 @@ class ArgoOptions:
     ttl_seconds_after_finished: int | None = 86400
     pod_gc: str | None = "OnPodSuccess"
     ui_url: str | None = None  # base URL of the Argo UI for links; defaults to the server
+    kitops_init: bool = False  # unpack kits with ghcr.io/kitops-ml/kitops-init (init container)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", as_secret(self.token))

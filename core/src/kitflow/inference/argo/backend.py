@@ -199,6 +199,7 @@ def plan_job(
         resources=job.resources,
         plain_http=opts.plain_http,
         tls_verify=opts.tls_verify,
+        kitops_init=argo.kitops_init,
     )
     return ArgoPlan(plan, inputs, workflow_manifest(plan, argo))
 
