@@ -427,3 +427,10 @@ def test_model_reference_excludes_parent_paths(tmp_path: Path) -> None:
     assert "README.md" in names and not any(n.startswith("model") for n in names)
     config = json.loads(store_blob(home, child.config_digest))
     assert config["model"]["path"] == "parent:1"
+
+
+def test_progress_bar_does_not_change_the_result(tmp_path: Path) -> None:
+    ctx = materialise(tmp_path / "ctx")
+    quiet = pack(ctx, tag="p:1", home=tmp_path / "a")
+    loud = pack(ctx, tag="p:1", home=tmp_path / "b", progress=True)
+    assert quiet.digest == loud.digest

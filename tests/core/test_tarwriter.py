@@ -212,3 +212,10 @@ def test_roundtrip_with_tarfile(files: dict[str, tuple[bytes, int]]) -> None:
             assert extracted is not None
             seen[member.name] = (extracted.read(), member.mode)
     assert seen == files
+
+
+def test_truncated_pax_name_never_ends_in_slash() -> None:
+    """Go writes NUL over the first of the trailing slashes of a truncated V7 name."""
+    name = "\u00e9" + "a" * 98 + "//" + "x" * 10  # non-ASCII: PAX; ASCII form is 110 bytes
+    main = tar_header(name, 0o644, 0, b"0")[-512:]
+    assert main[:100] == b"a" * 98 + b"\0/"

@@ -52,10 +52,11 @@ def _octal(value: int, width: int) -> bytes:
 
 def _field(value: bytes, width: int) -> bytes:
     """Go ``formatString``: copy, truncate, NUL-terminate when shorter than the field."""
-    if len(value) > width and value[width - 1 : width] == b"/":
-        kept = value[: width - 1].rstrip(b"/")
-        return (kept + b"\0" * width)[:width]
-    return (value[:width] + b"\0" * width)[:width]
+    out = bytearray(value[:width])
+    if len(value) > width and out[width - 1] == ord("/"):
+        # Go: a truncated name must not look like a directory; NUL after the last non-slash
+        out[len(value[: width - 1].rstrip(b"/"))] = 0
+    return bytes(out) + b"\0" * (width - len(out))
 
 
 def _to_ascii(name: bytes) -> bytes:
