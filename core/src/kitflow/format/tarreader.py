@@ -393,7 +393,7 @@ def extract_tar(
 
 
 def _read_archive(plain: BinaryIO, job: _Extraction, base: str, bound: str | None) -> None:
-    with tarfile.open(fileobj=plain, mode="r|") as archive:
+    with tarfile.open(fileobj=plain, mode="r|", bufsize=CHUNK) as archive:
         for member in archive:
             rel = clean_relpath(member.name, "archive entries")
             if base:
