@@ -158,8 +158,10 @@ class WorkflowClientBase:
                 )
             if drops < self.max_reconnects:
                 version = (workflow.get("metadata") or {}).get("resourceVersion")
+                events = 0
                 try:
                     for event in self.watch(name, resource_version=version, timeout=remaining):
+                        events += 1
                         workflow = event
                         if is_finished(workflow):
                             break
@@ -169,8 +171,13 @@ class WorkflowClientBase:
                             break
                     else:
                         raise StreamDropped("watch stream ended")
-                except (StreamDropped, httpx.TransportError) as exc:
-                    drops += 1
+                except httpx.ReadTimeout:
+                    # A quiet stream (nothing changed for a while) is not a broken one.
+                    log.debug("watch of %s idle; reconnecting", name)
+                except (StreamDropped, httpx.TransportError, ArgoAPIError) as exc:
+                    if isinstance(exc, ArgoAPIError) and exc.status in (401, 403):
+                        raise
+                    drops = 1 if events else drops + 1
                     log.info("watch of %s dropped (%s); reconnect %d", name, exc, drops)
                     if drops >= self.max_reconnects:
                         log.info("watch of %s keeps dropping; polling instead", name)
