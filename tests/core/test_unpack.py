@@ -342,3 +342,14 @@ def test_model_reference_cycle(kits: KitBuilder, tmp_path: Path) -> None:
         KitflowError, match=r"found cycle in modelkit references: \[b:v1=>a:v1=>b:v1\]"
     ):
         unpack("a:v1", tmp_path / "out", home=kits.home)
+
+
+def test_filesystem_errors_are_user_errors(kits: KitBuilder, tmp_path: Path) -> None:
+    kits.standard()
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    with pytest.raises(KitflowError, match="not a directory"):
+        unpack("test/model:v1", target, home=kits.home)
+    # an OSError on the way (here: a parent that is a file) is one line, not a traceback
+    with pytest.raises(KitflowError, match="failed to unpack: Not a directory"):
+        unpack("test/model:v1", target / "sub", home=kits.home)

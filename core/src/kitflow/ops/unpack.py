@@ -566,21 +566,27 @@ def unpack(
     if not ref.tag and not ref.digest:
         log.info("No tag specified for unpack. Using 'latest' as default")
     target_dir = Path(directory).absolute()
-    target_dir.mkdir(parents=True, exist_ok=True)
     totals = _Totals()
     bar = _Progress(progress)
-    source = _unpack_recursive(
-        ref,
-        target_dir,
-        confs,
-        overwrite=overwrite,
-        ignore_existing=ignore_existing,
-        registry=registry,
-        home=home,
-        visited=[],
-        totals=totals,
-        bar=bar,
-    )
+    try:
+        if target_dir.exists() and not target_dir.is_dir():
+            raise KitflowError(f"cannot unpack into {target_dir}: it is not a directory")
+        target_dir.mkdir(parents=True, exist_ok=True)
+        source = _unpack_recursive(
+            ref,
+            target_dir,
+            confs,
+            overwrite=overwrite,
+            ignore_existing=ignore_existing,
+            registry=registry,
+            home=home,
+            visited=[],
+            totals=totals,
+            bar=bar,
+        )
+    except OSError as exc:  # permissions, disk full, ...: the user's to fix, one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise KitflowError(f"failed to unpack: {exc.strerror or exc}{where}") from exc
     log.debug("unpacked %s in %.2fs", ref, time.monotonic() - started)
     return UnpackResult(
         reference=str(ref if (ref.tag or ref.digest) else ref.with_tag("latest")),
