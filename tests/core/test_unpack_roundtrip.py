@@ -141,3 +141,22 @@ def test_modelkit_reference_chains(tmp_path: Path, name: str) -> None:
         unpack(kit["tag"], following, home=home)
         missing = [rel for rel in expected if not (following / rel).is_file()]
         assert not missing, f"{kit['tag']}: missing {missing}"
+
+
+def test_mcp_server_bundle_round_trip(tmp_path: Path) -> None:
+    import zipfile
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    with zipfile.ZipFile(context / "srv.mcpb", "w") as bundle:
+        bundle.writestr("manifest.json", '{"name": "srv"}')
+    (context / "Kitfile").write_text(
+        "manifestVersion: 1.0.0\npackage:\n  name: m\nmcpServers:\n  - name: srv\n"
+        "    path: srv.mcpb\n"
+    )
+    home = tmp_path / "home"
+    pack(context, tag="mcp:v1", home=home)
+    out = tmp_path / "out"
+    result = unpack("mcp:v1", out, filters=["mcpservers:srv"], home=home)
+    assert (out / "srv.mcpb").read_bytes() == (context / "srv.mcpb").read_bytes()
+    assert result.layers == 1
