@@ -18,6 +18,7 @@ from prefect_kitflow import (
     ArgoServer,
     KitRegistryCredentials,
     pack_modelkit,
+    pinned,
     push_modelkit,
     run_argo_inference,
     run_inference,
@@ -75,14 +76,16 @@ def sentiment_flow(
     accuracy = train_model(project)
     packed = pack_modelkit(project, tag=reference, home=home)
     summary: dict[str, Any] = {"accuracy": accuracy, "modelkit": packed.to_dict()}
+    kit = pinned(reference, packed.digest)  # exactly this ModelKit, whatever the tag says later
     if push:
-        summary["push"] = push_modelkit(reference, credentials=credentials, home=home).to_dict()
+        pushed = push_modelkit(kit, reference, credentials=credentials, home=home)
+        summary["push"] = pushed.to_dict()
     inputs = Path(project) / "data" / "inputs.jsonl"
     output = Path(workdir) / "predictions.jsonl"
     if backend == "argo":
         # The Argo variant: same job, run by the cluster; cancelling the flow stops the Workflow.
         result = run_argo_inference(
-            reference,
+            kit,
             inputs,
             output,
             argo_server=argo_server,
@@ -92,7 +95,7 @@ def sentiment_flow(
         )
     else:
         result = run_inference(
-            reference, inputs, output, shards=shards, credentials=credentials, home=home
+            kit, inputs, output, shards=shards, credentials=credentials, home=home
         )
     summary["run"] = result.to_dict()
     summary["predictions"] = predictions_summary(output)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import kitflow
+from kitflow.results import PackResult
 from prefect.context import TaskRunContext
 
 from prefect_kitflow._version import __version__
@@ -97,25 +98,62 @@ def _home_key(home: Any) -> str:
     return str(kitops_home(Path(home) if home else None).resolve())
 
 
+def _tag_digest(tag: str | None, home: Any) -> str | None:
+    """The digest the tag points to in the local store now (None: no tag, or not there)."""
+    if not tag:
+        return None
+    try:
+        return str(kitflow.inspect(tag.split(",")[0], home=home)["digest"])
+    except kitflow.KitflowError:
+        return None
+
+
+def _still_valid(cached: Any, tag: str | None, home: Any) -> bool:
+    """A cached pack is only good while the tag still names the ModelKit it made."""
+    if not isinstance(cached, PackResult):
+        return True
+    if not tag:
+        return True
+    return _tag_digest(tag, home) == cached.digest
+
+
 def pack_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str | None:
     """Cache key of ``pack_modelkit``: input content digest + pack options + target store.
 
+    A hit needs the earlier result to still stand: when the tag was moved or the ModelKit was
+    removed since, the key also names what the tag points to now, so the task packs again.
     Returns None (no caching) when the Kitfile is unreadable, so the task reports the real error.
     """
     try:
         content = context_digest(parameters.get("context", "."), parameters.get("kitfile"))
     except (kitflow.KitflowError, OSError):
         return None
+    tag = parameters.get("tag")
+    home = parameters.get("home")
     material = {
         "op": "pack",
         "plugin": __version__,
         "kitflow": kitflow.__version__,
         "content": content,
-        "tag": parameters.get("tag"),
+        "tag": tag,
         "compression": parameters.get("compression", "none"),
         "layer_format": parameters.get("layer_format", "tar"),
         "use_model_pack": bool(parameters.get("use_model_pack", False)),
-        "home": _home_key(parameters.get("home")),
+        "home": _home_key(home),
     }
-    blob = json.dumps(material, sort_keys=True).encode()
-    return "kitflow-pack-" + hashlib.sha256(blob).hexdigest()
+    key = (
+        "kitflow-pack-" + hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    )
+    store = getattr(context, "result_store", None) if context is not None else None
+    if store is None:
+        return key
+    try:
+        if not store.exists(key):
+            return key
+        cached = store.read(key).result
+    except Exception:  # an unreadable record: let Prefect handle the key as usual
+        return key
+    if _still_valid(cached, tag, home):
+        return key
+    now = _tag_digest(tag, home) or "absent"
+    return key + "-" + hashlib.sha256(now.encode()).hexdigest()[:16]

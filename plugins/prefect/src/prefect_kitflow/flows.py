@@ -11,7 +11,13 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from prefect_kitflow.argo import ArgoServerArg, run_argo_inference, stop_argo_workflows
-from prefect_kitflow.tasks import Credentials, pack_modelkit, push_modelkit, run_inference
+from prefect_kitflow.tasks import (
+    Credentials,
+    pack_modelkit,
+    pinned,
+    push_modelkit,
+    run_inference,
+)
 
 
 @flow(
@@ -43,15 +49,18 @@ def package_and_infer(
     logger = get_run_logger()
     packed = pack_modelkit(context, tag=reference, home=home)
     summary: dict[str, Any] = {"pack": packed.to_dict()}
+    # Downstream steps name the ModelKit by digest: exactly what this run packed (or found
+    # cached), whatever the tag points to by then.
+    kit = pinned(reference, packed.digest)
     if push:
-        pushed = push_modelkit(reference, credentials=credentials, home=home)
+        pushed = push_modelkit(kit, reference, credentials=credentials, home=home)
         summary["push"] = pushed.to_dict()
     want_scores = input is not None or dataset is not None
     if want_scores and backend == "argo":
         if not push:
             logger.warning("Argo pods pull the ModelKit from its registry: push it first")
         result = run_argo_inference(
-            reference,
+            kit,
             input,
             output,
             argo_server=argo_server,
@@ -66,7 +75,7 @@ def package_and_infer(
         summary["run"] = result.to_dict()
     elif want_scores:
         result = run_inference(
-            reference,
+            kit,
             input,
             output,
             dataset=dataset,

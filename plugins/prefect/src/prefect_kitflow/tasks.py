@@ -75,6 +75,13 @@ def registry_options(
     return credentials.get_options()
 
 
+def pinned(reference: str, digest: str) -> str:
+    """``registry/repository@digest`` for a reference: names exactly one ModelKit, for good."""
+    from kitflow.format.reference import Reference
+
+    return f"{Reference.parse(reference).name}@{digest}"
+
+
 # --------------------------------------------------------------------------------------------
 # pack
 # --------------------------------------------------------------------------------------------
