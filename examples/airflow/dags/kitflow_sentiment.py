@@ -93,8 +93,8 @@ def _pipeline(argo: bool) -> None:
     common: dict[str, Any] = {
         "task_id": "batch_inference",
         "reference": reference,
-        "input": str(SENTIMENT / "data" / "inputs.jsonl"),
-        "output": RUN_DIR + "/predictions.jsonl",
+        "input_path": str(SENTIMENT / "data" / "inputs.jsonl"),
+        "output_path": RUN_DIR + "/predictions.jsonl",
         "shards": 2,
     }
     infer: Any

@@ -62,8 +62,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
     """Run inference with a ModelKit on Argo Workflows and return the RunResult as a dict.
 
     :param reference: ModelKit reference (or a list, to compare several kits on the inputs).
-    :param input: JSON Lines / CSV / Parquet file with the records (or ``dataset``).
-    :param output: local path the gathered predictions are written to.
+    :param input_path: JSON Lines / CSV / Parquet file with the records (or ``dataset``).
+    :param output_path: local path the gathered predictions are written to.
     :param argo_conn_id: ``argo_workflows`` connection (server URL + token, or kubeconfig).
     :param namespace: namespace override; ``image``, ``service_account``, ``registry_secret``,
         ``resources``, ``node_selector``, ``tolerations``, ``active_deadline_seconds`` likewise
@@ -80,8 +80,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
     external_id_key = WORKFLOW_XCOM_KEY
     template_fields: Sequence[str] = (
         "reference",
-        "input",
-        "output",
+        "input_path",
+        "output_path",
         "dataset",
         "entrypoint",
         "namespace",
@@ -95,8 +95,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         self,
         *,
         reference: str | list[str],
-        input: str | None = None,
-        output: str | None = None,
+        input_path: str | None = None,
+        output_path: str | None = None,
         dataset: str | None = None,
         entrypoint: str | None = None,
         shards: int | None = None,
@@ -123,8 +123,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         if on_kill_action not in ON_KILL_ACTIONS:
             raise ValueError(f"on_kill_action must be one of {ON_KILL_ACTIONS}")
         self.reference = reference
-        self.input = input
-        self.output = output
+        self.input_path = input_path
+        self.output_path = output_path
         self.dataset = dataset
         self.entrypoint = entrypoint
         self.shards = shards
@@ -180,8 +180,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         with no_retry_for_invalid_input():
             return build_job(
                 refs,
-                self.input,
-                self.output,
+                self.input_path,
+                self.output_path,
                 shards=self.shards,
                 parallelism=self.parallelism,
                 entrypoint=self.entrypoint,

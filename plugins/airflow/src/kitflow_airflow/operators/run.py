@@ -18,16 +18,16 @@ class KitRunOperator(KitBaseOperator):
 
     :param reference: ModelKit reference; a list scores the same inputs with each kit and the
         result carries a comparison.
-    :param input: input file (JSON Lines, CSV or Parquet); or give ``dataset``.
-    :param output: where the predictions go (JSON Lines, one line per input line).
+    :param input_path: input file (JSON Lines, CSV or Parquet); or give ``dataset``.
+    :param output_path: where the predictions go (JSON Lines, one line per input line).
     :param entrypoint: override of the Kitfile's ``model.parameters.inference``.
     :return: XCom: RunResult dict (output, records, model_digest, shards, seconds, ...).
     """
 
     template_fields: Sequence[str] = (
         "reference",
-        "input",
-        "output",
+        "input_path",
+        "output_path",
         "dataset",
         "entrypoint",
         "home",
@@ -37,8 +37,8 @@ class KitRunOperator(KitBaseOperator):
         self,
         *,
         reference: str | list[str],
-        input: str | None = None,
-        output: str | None = None,
+        input_path: str | None = None,
+        output_path: str | None = None,
         dataset: str | None = None,
         entrypoint: str | None = None,
         shards: int | None = None,
@@ -50,8 +50,8 @@ class KitRunOperator(KitBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.reference = reference
-        self.input = input
-        self.output = output
+        self.input_path = input_path
+        self.output_path = output_path
         self.dataset = dataset
         self.entrypoint = entrypoint
         self.shards = shards
@@ -72,8 +72,8 @@ class KitRunOperator(KitBaseOperator):
         result = self.call(
             api.run,
             self.references(),
-            self.input,
-            self.output,
+            self.input_path,
+            self.output_path,
             backend="local",
             shards=self.shards,
             parallelism=self.parallelism,

@@ -1,0 +1,80 @@
+"""The example DAG runs end to end with ``dag.test()`` (throwaway SQLite metadata DB): train,
+pack, push to the real registry, batch inference on the local backend, summary; the push
+records an ``oci://registry/repo@digest`` asset event."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from support.registry import RunningRegistry
+
+DAG_FILE = (
+    Path(__file__).resolve().parents[2] / "examples" / "airflow" / "dags" / "kitflow_sentiment.py"
+)
+
+
+def load_dag_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, DAG_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_example_dag_trains_packs_pushes_and_scores(
+    airflow_db: Path,
+    registry: RunningRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KITOPS_HOME", str(tmp_path / "kitops"))
+    monkeypatch.setenv("KITFLOW_EXAMPLE_WORKDIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KITFLOW_EXAMPLE_REGISTRY", registry.host)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KITOPS_REGISTRY_DEFAULT",
+        json.dumps(
+            {"conn_type": "kitops_registry", "host": registry.host, "extra": {"plain_http": True}}
+        ),
+    )
+    module = load_dag_module("kitflow_sentiment_under_test")
+    dag = module.dag
+    assert {"train_model", "pack_modelkit", "push_modelkit", "batch_inference", "summarize"} <= set(
+        dag.task_ids
+    )
+
+    dag_run = dag.test()
+    assert str(dag_run.state) == "success"
+
+    (summary_file,) = (tmp_path / "runs").glob("*/summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["records"] == 20
+    assert set(summary["labels"]) <= {"positive", "negative"}
+    assert sum(summary["labels"].values()) == 20
+    assert summary["model_digest"].startswith("sha256:")
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    expected = f"oci://{registry.host}/kitflow/sentiment@{summary['model_digest']}"
+    with create_session() as session:
+        uris = session.scalars(
+            select(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+        ).all()
+    assert expected in uris
+
+
+def test_argo_variant_defers_inference(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KITFLOW_EXAMPLE_WORKDIR", str(tmp_path))
+    monkeypatch.delenv("KITFLOW_EXAMPLE_REGISTRY", raising=False)
+    module = load_dag_module("kitflow_sentiment_argo_under_test")
+    task = module.argo_dag.get_task("batch_inference")
+    assert type(task).__name__ == "ArgoInferenceOperator"
+    assert task.deferrable is True
+    # Without a registry the pipeline stays in the local store: no push task.
+    assert "push_modelkit" not in module.argo_dag.task_ids
