@@ -327,3 +327,47 @@ def test_no_wait_returns_after_submission_and_stop(
     assert st.finished and "Stop" in st.message
     with pytest.raises(WorkflowFailed, match="Stop"):
         backend.collect(sub, job, argo, registry.options())
+
+
+def test_pods_authenticate_with_the_dockerconfigjson_secret(
+    registry_htpasswd: Any,
+    argo_server: FakeArgoServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    reg = registry_htpasswd
+    opts = reg.options()
+    ctx = _make_kit(tmp_path / "kit", "auth", ["good"])
+    ref = reg.ref("argo-e2e/private", "v1")
+    home = tmp_path / "home"
+    api.pack(ctx, tag=ref, home=home)
+    api.push(ref, registry=opts, home=home)
+    auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    dockerconfig = json.dumps({"auths": {reg.host: {"auth": auth}}}).encode()
+    executor = ArgoExecutor(
+        KITFLOW, tmp_path / "pods", secrets={"regcred": {".dockerconfigjson": dockerconfig}}
+    )
+    argo_server.state.controller = executor.run
+    argo = ArgoOptions(
+        server=argo_server.url,
+        token=ARGO_TOKEN,
+        namespace="ml",
+        retries=0,
+        registry_secret="regcred",
+    )
+    src, texts = _inputs(tmp_path / "p.jsonl", 4)
+    out = tmp_path / "p.out.jsonl"
+    result = backend.run_argo(build_job(ref, src, out, shards=2), argo, opts, timeout=240)
+    assert [x["prediction"] for x in _lines(out)] == _expected({"good"}, texts)
+    assert result.records == 4
+    # The password went to the pods only through the mounted secret, never the Workflow.
+    wf = argo_server.state.objects[("ml", result.workflow_name or "")]
+    assert reg.password not in json.dumps(wf)
+
+    # Without the secret the pods are refused by the registry and the Workflow fails.
+    executor.secrets = {"regcred": {".dockerconfigjson": b'{"auths": {}}'}}
+    other = build_job(ref, src, tmp_path / "q.jsonl", shards=1)
+    with pytest.raises(WorkflowFailed, match=r"401|unauthorized|denied|credentials"):
+        backend.run_argo(other, argo, opts, timeout=240)
