@@ -3,6 +3,7 @@ and nothing half-written when a layer is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -316,3 +317,33 @@ def test_kit_tar_writer_round_trip(
         path = root / name
         assert path.read_bytes() == data
         assert stat.S_IMODE(path.stat().st_mode) == mode & ~_UMASK
+
+
+_VALID = make_tar(
+    [("model", "dir"), ("model/a.bin", "file", b"a" * 700), ("model/b.txt", "file", b"b" * 20)]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    st.integers(0, len(_VALID)),
+)
+def test_mutated_archives_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]], cut: int
+) -> None:
+    """Damaged tar bytes (header fields, checksums, sizes, truncation) either extract inside the
+    target or raise a KitflowError; never a traceback, never a write outside the target."""
+    data = bytearray(_VALID)
+    for index, value in flips:
+        data[index] = value
+    blob = bytes(data[: max(cut, 1)])
+    base = tmp_path_factory.mktemp("fuzz")
+    root = base / "root"
+    with contextlib.suppress(KitflowError):
+        extract_tar(io.BytesIO(blob), root, layer_path="model")
+    assert sorted(p.name for p in base.iterdir()) == ["root"]
+    leftovers = [p for p in root.iterdir() if p.name.startswith(".kitflow-unpack-")]
+    assert leftovers == []
