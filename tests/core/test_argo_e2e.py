@@ -371,3 +371,25 @@ def test_pods_authenticate_with_the_dockerconfigjson_secret(
     other = build_job(ref, src, tmp_path / "q.jsonl", shards=1)
     with pytest.raises(WorkflowFailed, match=r"401|unauthorized|denied|credentials"):
         backend.run_argo(other, argo, opts, timeout=240)
+
+
+def test_rerun_failed_recreates_a_failed_workflow(
+    kits: dict[str, str],
+    registry: Any,
+    argo: ArgoOptions,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    src, _ = _inputs(tmp_path / "rf.jsonl", 4, boom_at=0)
+    job = build_job(kits["a"], src, tmp_path / "rf.out.jsonl", shards=1)
+    first = backend.submit(job, argo, registry.options())
+    with pytest.raises(WorkflowFailed):
+        backend.wait(first, argo, timeout=240)
+    runs = len(executor.commands)
+    attached = backend.submit(job, argo, registry.options())
+    assert attached.uid == first.uid and len(executor.commands) == runs
+    rerun = backend.submit(job, argo, registry.options(), rerun_failed=True)
+    assert rerun.name == first.name and rerun.uid != first.uid
+    with pytest.raises(WorkflowFailed, match="boom"):
+        backend.wait(rerun, argo, timeout=240)
+    assert len(executor.commands) > runs

@@ -161,7 +161,7 @@ class FakeWorkflows:
             if (ns, name) in self.objects:
                 return 409, {"code": 6, "message": f'workflows.argoproj.io "{name}" already exists'}
             meta["namespace"] = ns
-            meta["uid"] = f"uid-{name}"
+            meta["uid"] = f"uid-{name}-{next(self.versions)}"
             meta["creationTimestamp"] = "2026-01-01T00:00:00Z"
             wf.setdefault("apiVersion", "argoproj.io/v1alpha1")
             wf.setdefault("kind", "Workflow")

@@ -208,16 +208,45 @@ def plan_job(
 
 
 def submit(
-    job: InferenceJob, argo: ArgoOptions, registry: RegistryOptions | None = None
+    job: InferenceJob,
+    argo: ArgoOptions,
+    registry: RegistryOptions | None = None,
+    *,
+    rerun_failed: bool = False,
 ) -> ArgoSubmission:
     """Push the inputs and create the Workflow; a retried call for the same job (same kit
-    digests, inputs and options) re-attaches to the Workflow already there."""
+    digests, inputs and options) re-attaches to the Workflow already there. With
+    ``rerun_failed`` a Workflow of this job that ended Failed or Error is deleted and created
+    again instead."""
     planned = plan_job(job, argo, registry)
+    name = str(planned.manifest["metadata"]["name"])
     with client_for(argo) as client:
         created = client.create(planned.manifest)
+        if rerun_failed and phase_of(created) in ("Failed", "Error"):
+            client.delete(name)
+            _wait_gone(client, name)
+            created = client.create(planned.manifest)
     meta = created.get("metadata") or {}
-    name = str(meta.get("name") or planned.manifest["metadata"]["name"])
+    name = str(meta.get("name") or name)
     return ArgoSubmission(name, argo.namespace, workflow_url(name, argo), str(meta.get("uid", "")))
+
+
+def _wait_gone(
+    client: ArgoServerClient | KubeWorkflowClient, name: str, timeout: float = 60.0
+) -> None:
+    """Deletion is asynchronous in Kubernetes (finalizers): wait for the 404."""
+    from kitflow.inference.argo.base import ArgoAPIError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.get(name)
+        except ArgoAPIError as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise ArgoError(f"workflow {name} is still being deleted after {timeout:g}s; try again")
 
 
 def status(sub: ArgoSubmission, argo: ArgoOptions) -> WorkflowStatus:
