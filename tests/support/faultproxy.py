@@ -205,6 +205,7 @@ class FaultProxy:
             body = json.dumps(
                 {"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}
             ).encode()
+            self._record(req, action, rule.status)
             req.send_response(rule.status)
             if rule.retry_after is not None:
                 req.send_header("Retry-After", rule.retry_after)
@@ -213,7 +214,6 @@ class FaultProxy:
             req.end_headers()
             if req.command != "HEAD":
                 req.wfile.write(body)
-            self._record(req, action, rule.status)
             return
         if rule is not None and rule.action == "paginate":
             self._paginate(req, rule)
@@ -254,6 +254,7 @@ class FaultProxy:
             data: bytes | None = None
             if has_body and length_header is None:
                 data = resp.read()
+            self._record(req, rule.action if rule else "forward", resp.status)
             req.send_response_only(resp.status, resp.reason)
             for key, value in resp.getheaders():
                 if key.lower() in HOP_HEADERS:
@@ -264,7 +265,6 @@ class FaultProxy:
             if data is not None:
                 req.send_header("Content-Length", str(len(data)))
             req.end_headers()
-            self._record(req, rule.action if rule else "forward", resp.status)
             if not has_body:
                 return
             if data is not None:
@@ -305,11 +305,11 @@ class FaultProxy:
         finally:
             conn.close()
         if status != 200:
+            self._record(req, "paginate", status)
             req.send_response(status)
             req.send_header("Content-Length", str(len(raw)))
             req.end_headers()
             req.wfile.write(raw)
-            self._record(req, "paginate", status)
             return
         doc = json.loads(raw)
         tags = sorted(doc.get("tags") or [])
@@ -319,6 +319,7 @@ class FaultProxy:
             tags = [t for t in tags if t > last]
         page, more = tags[:n], len(tags) > n
         body = json.dumps({"name": doc.get("name"), "tags": page}).encode()
+        self._record(req, "paginate", 200)
         req.send_response(200)
         req.send_header("Content-Type", "application/json")
         req.send_header("Content-Length", str(len(body)))
@@ -327,7 +328,6 @@ class FaultProxy:
             req.send_header("Link", f'<{link}>; rel="next"')
         req.end_headers()
         req.wfile.write(body)
-        self._record(req, "paginate", 200)
 
 
 class _LimitedReader:
