@@ -154,8 +154,8 @@ def inspect(
     from kitflow.format.kitfile import kitfile_to_dict
     from kitflow.format.mediatypes import ANNOTATION_CLI_VERSION
 
-    source = _source(reference, remote, registry, home)
-    kit = load_modelkit(source.target, source.descriptor)
+    with _source(reference, remote, registry, home) as source:
+        kit = load_modelkit(source.target, source.descriptor)
     return {
         "digest": source.descriptor.digest,
         "cliVersion": kit.manifest.annotations.get(ANNOTATION_CLI_VERSION) or "unknown",
@@ -174,8 +174,8 @@ def info(
     """The ModelKit's Kitfile as YAML (kit's ``info``)."""
     from kitflow.format.kitfile import kitfile_to_yaml
 
-    source = _source(reference, remote, registry, home)
-    kit = load_modelkit(source.target, source.descriptor)
+    with _source(reference, remote, registry, home) as source:
+        kit = load_modelkit(source.target, source.descriptor)
     return str(kitfile_to_yaml(kit.kitfile))
 
 
@@ -311,6 +311,8 @@ def _remove_remote(
         target.delete(ref.ref)
     except NotFoundError:
         raise NotFoundError(f"model {ref.display or ref} not found") from None
+    finally:
+        target.close()
     return [str(ref)]
 
 

@@ -127,6 +127,18 @@ class Source:
     local: bool
     store: Any = None  # the LocalStore when local
 
+    def close(self) -> None:
+        """Release the target's connections (a no-op for the local store)."""
+        closer = getattr(self.target, "close", None)
+        if closer is not None and not self.local:
+            closer()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def parse_ref(reference: Any) -> Any:
     """A :class:`~kitflow.format.reference.Reference` from text (kit's rules) or as given."""
@@ -492,57 +504,58 @@ def _unpack_recursive(
         raise KitflowError(f"reached maximum number of model references: [{'=>'.join(visited)}]")
     ref = parse_ref(reference)
     source = open_source(ref, registry, home)
-    kit = load_modelkit(source.target, source.descriptor)
-    model = getattr(kit.kitfile, "model", None)
-    model_path = getattr(model, "path", None) if model is not None else None
-    if kit.kitfile_available and _is_model_ref(model_path):
-        parent = str(model_path)
-        if parent in visited:
-            cycle = [*visited[visited.index(parent) :], parent]
-            raise KitflowError(f"found cycle in modelkit references: [{'=>'.join(cycle)}]")
-        wanted = parent_filters(filters)
-        if wanted is not None:
-            log.info("Unpacking referenced modelkit %s", parent)
-            _unpack_recursive(
-                parent,
-                directory,
-                wanted,
-                overwrite=overwrite,
-                ignore_existing=ignore_existing,
-                registry=registry,
-                home=home,
-                visited=[*visited, parent],
-                totals=totals,
-                bar=bar,
-            )
-    if kit.kitfile_available and wants_kitfile(filters):
-        totals.kitfile_written = write_kitfile(kit.kitfile, directory, overwrite) or (
-            totals.kitfile_written
-        )
-    selected = [
-        layer for layer in plan_layers(kit) if wants_entry(layer.kind, layer.entry, filters)
-    ]
-    callback = bar.start(sum(layer.desc.size for layer in selected), ref.display or str(ref))
-    try:
-        for layer in selected:
-            log.info("Unpacking %s to %s", layer.kind, getattr(layer.entry, "path", ""))
-            try:
-                stats = unpack_layer(
-                    source.target,
-                    layer,
+    with source:
+        kit = load_modelkit(source.target, source.descriptor)
+        model = getattr(kit.kitfile, "model", None)
+        model_path = getattr(model, "path", None) if model is not None else None
+        if kit.kitfile_available and _is_model_ref(model_path):
+            parent = str(model_path)
+            if parent in visited:
+                cycle = [*visited[visited.index(parent) :], parent]
+                raise KitflowError(f"found cycle in modelkit references: [{'=>'.join(cycle)}]")
+            wanted = parent_filters(filters)
+            if wanted is not None:
+                log.info("Unpacking referenced modelkit %s", parent)
+                _unpack_recursive(
+                    parent,
                     directory,
+                    wanted,
                     overwrite=overwrite,
                     ignore_existing=ignore_existing,
-                    progress=callback,
+                    registry=registry,
+                    home=home,
+                    visited=[*visited, parent],
+                    totals=totals,
+                    bar=bar,
                 )
-            except KitflowError as exc:
-                if type(exc) is KitflowError:
-                    raise KitflowError(f"failed to unpack: {exc}") from exc
-                raise
-            totals.stats.add(stats)
-            totals.layers += 1
-    finally:
-        bar.close()
+        if kit.kitfile_available and wants_kitfile(filters):
+            totals.kitfile_written = write_kitfile(kit.kitfile, directory, overwrite) or (
+                totals.kitfile_written
+            )
+        selected = [
+            layer for layer in plan_layers(kit) if wants_entry(layer.kind, layer.entry, filters)
+        ]
+        callback = bar.start(sum(layer.desc.size for layer in selected), ref.display or str(ref))
+        try:
+            for layer in selected:
+                log.info("Unpacking %s to %s", layer.kind, getattr(layer.entry, "path", ""))
+                try:
+                    stats = unpack_layer(
+                        source.target,
+                        layer,
+                        directory,
+                        overwrite=overwrite,
+                        ignore_existing=ignore_existing,
+                        progress=callback,
+                    )
+                except KitflowError as exc:
+                    if type(exc) is KitflowError:
+                        raise KitflowError(f"failed to unpack: {exc}") from exc
+                    raise
+                totals.stats.add(stats)
+                totals.layers += 1
+        finally:
+            bar.close()
     return source
 
 
