@@ -97,3 +97,26 @@ def test_corrupt_download_writes_nothing(
 def test_localhost_reference_never_goes_remote(tmp_path: Path) -> None:
     with pytest.raises(KitflowError, match="failed to find reference nothing/here:v1"):
         unpack("nothing/here:v1", tmp_path / "out", home=tmp_path / "h")
+
+
+def test_cli_unpack_and_inspect_remote(
+    tmp_path: Path, pushed: tuple[str, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from kitflow.cli.main import main
+
+    ref, _ = pushed
+    home = str(tmp_path / "cli-home")
+    out = tmp_path / "cli-out"
+    for argv in (
+        ["unpack", ref, "-d", str(out), "--filter", "docs", "--plain-http", "--config", home],
+        ["inspect", "-r", ref, "--plain-http", "--config", home],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0, capsys.readouterr().err
+    assert (out / "README.md").read_text() == "# remote\n"
+    printed = capsys.readouterr().out
+    inspected = json.loads(printed[printed.index("{") :])
+    assert inspected["kitfile"]["package"]["name"] == "remote-kit"
