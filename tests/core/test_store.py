@@ -157,3 +157,11 @@ def test_verify_reports_corruption_and_missing_blobs(kits: KitBuilder) -> None:
     assert any(p.startswith(f"blob {layer} is corrupt") for p in problems)
     assert any(p.endswith(f"blob {missing} is missing") for p in problems)
     assert len(problems) == 2
+
+
+def test_verify_reports_a_tag_whose_manifest_is_gone(kits: KitBuilder) -> None:
+    desc = kits.standard()
+    kits.store.blob_path(desc.digest).unlink()
+    problems = ops.verify(home=kits.home)
+    assert f"test/model:v1: tagged manifest {desc.digest} is missing" in problems
+    assert f"test/model@{desc.digest}: manifest blob is missing" in problems

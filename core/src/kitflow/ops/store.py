@@ -389,6 +389,12 @@ def verify(home: PathLike | None = None) -> list[str]:
         else:
             hashed[digest] = size
     for repo in store.repositories():
+        for tag_name, tagged in store.tags(repo).items():
+            if not store.has_blob(tagged.digest):
+                problems.append(
+                    f"{_display(repo) or repo}:{tag_name}: tagged manifest {tagged.digest} "
+                    "is missing"
+                )
         for desc in store.manifests(repo):
             where = f"{_display(repo) or repo}@{desc.digest}"
             if desc.digest not in hashed:
