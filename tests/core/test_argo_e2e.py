@@ -6,6 +6,7 @@ the registry; then collect writes the predictions."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,49 @@ def test_rerun_failed_recreates_a_failed_workflow(
     with pytest.raises(WorkflowFailed, match="boom"):
         backend.wait(rerun, argo, timeout=240)
     assert len(executor.commands) > runs
+
+
+def test_cli_dry_run_prints_the_workflow(
+    kits: dict[str, str], registry: Any, tmp_path: Path
+) -> None:
+    import subprocess
+
+    src, _ = _inputs(tmp_path / "cli.jsonl", 12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGO_", "KITOPS_"))}
+    env["KITOPS_HOME"] = str(tmp_path / "home")
+    proc = subprocess.run(
+        [
+            str(KITFLOW),
+            "run",
+            kits["a"],
+            "--input",
+            str(src),
+            "--backend",
+            "argo",
+            "--dry-run",
+            "--json",
+            "--plain-http",
+            "--argo-server",
+            "http://127.0.0.1:9",
+            "--shards",
+            "3",
+            "--gpu",
+            "1",
+            "--registry-secret",
+            "regcred",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    wf = result["workflow"]
+    assert schema_errors(strict_validator("Workflow"), wf) == []
+    assert result["phase"] == "DryRun" and len(result["shards"]) == 3
+    score = next(t for t in wf["spec"]["templates"] if t["name"] == "score")
+    assert score["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert "--plain-http" in score["container"]["args"]
+    assert wf["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
