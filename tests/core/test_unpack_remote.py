@@ -120,3 +120,21 @@ def test_cli_unpack_and_inspect_remote(
     printed = capsys.readouterr().out
     inspected = json.loads(printed[printed.index("{") :])
     assert inspected["kitfile"]["package"]["name"] == "remote-kit"
+
+
+def test_list_remote_repository(
+    tmp_path: Path, pushed: tuple[str, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kitflow.cli.main import main
+
+    ref, _ = pushed
+    repo = ref.rsplit(":", 1)[0]
+    rows = ops.list_remote(repo, registry=PLAIN, home=tmp_path / "h")
+    assert [(r.tags, r.name, r.author) for r in rows] == [(["v1"], "remote-kit", "Ann")]
+    assert rows[0].repository == repo.split("/", 1)[1]
+    assert [r.tags for r in ops.list_remote(ref, registry=PLAIN, home=tmp_path / "h")] == [["v1"]]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", repo, "--plain-http", "--config", str(tmp_path / "h")])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].split()[1] == "v1"

@@ -157,12 +157,19 @@ def unpack_cmd(
 )
 @json_option
 @home_option
-def list_cmd(repository: str | None, fmt: str, as_json: bool, home: Path | None) -> None:
-    """List the ModelKits in local storage (REPOSITORY narrows the list)."""
+@registry_options
+def list_cmd(
+    repository: str | None, fmt: str, as_json: bool, home: Path | None, registry: RegistryOptions
+) -> None:
+    """List the ModelKits in local storage, or in the remote REGISTRY/REPOSITORY[:TAG]."""
     from kitflow import api
-    from kitflow.ops.store import list_json, list_table
+    from kitflow.ops.store import list_json, list_remote, list_table
+    from kitflow.ops.unpack import parse_ref
 
-    summaries = api.list_modelkits(repository, home=home)
+    if repository and parse_ref(repository).registry != "localhost":
+        summaries = list_remote(repository, registry=registry, home=home)
+    else:
+        summaries = api.list_modelkits(repository, home=home)
     if as_json or fmt == "json":
         click.echo(json.dumps(list_json(summaries), indent=2))
         return

@@ -91,6 +91,45 @@ def list_modelkits(
     return out
 
 
+def list_remote(
+    repository: str,
+    *,
+    registry: RegistryOptions | None = None,
+    home: PathLike | None = None,
+) -> list[ModelKitSummary]:
+    """The ModelKits in a remote repository (kit's ``list REGISTRY/REPOSITORY[:TAG]``): one row
+    per tag (or just the given tag); tags that are not ModelKits are left out."""
+    ref = parse_ref(repository)
+    if ref.registry == "localhost":
+        raise KitflowError(f"{repository} names no registry; use registry.example.com/repository")
+    target: Any = remote_target(ref, registry, home)
+    try:
+        tags = [ref.tag] if ref.tag else list(target.list_tags())
+        out = []
+        for tag_name in tags:
+            desc = target.resolve(tag_name)
+            try:
+                kit = load_modelkit(target, desc)
+            except KitflowError as exc:
+                log.debug("%s:%s is not a ModelKit: %s", ref.name, tag_name, exc)
+                continue
+            package = getattr(kit.kitfile, "package", None)
+            authors = getattr(package, "authors", None) or []
+            out.append(
+                ModelKitSummary(
+                    repository=ref.repository,
+                    tags=[tag_name],
+                    digest=desc.digest,
+                    name=getattr(package, "name", None) or "<none>",
+                    author=authors[0] if authors else "<none>",
+                    size=sum(layer.size for layer in kit.manifest.layers),
+                )
+            )
+        return out
+    finally:
+        target.close()
+
+
 def list_table(summaries: list[ModelKitSummary]) -> str:
     """kit's ``list`` table (Go tabwriter: min width 0, padding 3, spaces)."""
     rows = [["REPOSITORY", "TAG", "MAINTAINER", "NAME", "SIZE", "DIGEST"]]
