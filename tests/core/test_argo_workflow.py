@@ -268,3 +268,8 @@ def test_entrypoint_override_and_kitops_init_option() -> None:
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env["MODELKIT_REF"] == "{{inputs.parameters.kit}}"
     assert "--plain-http" in env["EXTRA_FLAGS"]
+
+
+def test_bad_resource_quantities_are_user_errors() -> None:
+    with pytest.raises(KitflowError, match="invalid pod resources"):
+        workflow_manifest(plan(), ArgoOptions(resources=Resources(memory="two gigs")))

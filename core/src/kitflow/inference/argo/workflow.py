@@ -139,11 +139,17 @@ def _resources_dict(res: Resources) -> dict[str, Any]:
 def _hera_resources(res: Resources) -> HeraResources | None:
     if not (res.cpu or res.memory or res.gpu):
         return None
-    return HeraResources(
-        cpu_request=res.cpu,
-        memory_request=res.memory,
-        gpus=res.gpu or None,
-    )
+    try:
+        return HeraResources(
+            cpu_request=res.cpu,
+            memory_request=res.memory,
+            gpus=res.gpu or None,
+        )
+    except ValueError as exc:  # hera checks Kubernetes quantities
+        raise KitflowError(
+            f"invalid pod resources (cpu={res.cpu!r}, memory={res.memory!r}): {exc}; "
+            "use Kubernetes quantities such as cpu=500m, memory=2Gi"
+        ) from None
 
 
 def _registry_flags(plan: WorkflowPlan) -> list[str]:
