@@ -112,6 +112,14 @@ def test_pax_for_unsplittable_and_non_ascii_names() -> None:
     assert accented[1024:1124].rstrip(b"\0") == b"dir/caf.txt"
 
 
+def test_dotdot_substring_quirk(tmp_path: Path) -> None:
+    """Like kit, a name containing ``..`` outside the layer path is not in a ``.`` layer."""
+    (tmp_path / "a..b").write_text("x")
+    (tmp_path / "ok").write_text("y")
+    names = [e.name for e in walk_layer(tmp_path, ".", IgnorePaths.create([], ["."]))]
+    assert names == ["ok"]
+
+
 def test_go_rel_and_same_dir_tree() -> None:
     assert go_rel("data/train.csv", "data") == ".."
     assert go_rel("data", "data/train.csv") == "train.csv"
@@ -219,3 +227,49 @@ def test_truncated_pax_name_never_ends_in_slash() -> None:
     name = "\u00e9" + "a" * 98 + "//" + "x" * 10  # non-ASCII: PAX; ASCII form is 110 bytes
     main = tar_header(name, 0o644, 0, b"0")[-512:]
     assert main[:100] == b"a" * 98 + b"\0/"
+
+
+# Names containing ".." are left out: kit's sameDirTree drops them (its substring test).
+_tree_part = st.text(alphabet="abcAB_-.0", min_size=1, max_size=8).filter(
+    lambda s: ".." not in s and s != "." and s.lower() not in ("kitfile", ".kitfile")
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    tree=st.dictionaries(
+        st.lists(_tree_part, min_size=1, max_size=3).map("/".join),
+        st.binary(max_size=600),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_walked_layer_reads_back_as_the_directory(tree: dict[str, bytes]) -> None:
+    """Any directory tree packed as layer ``.`` reads back (tarfile) as exactly its files."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Path(tmp)
+        written: dict[str, bytes] = {}
+        for rel, content in tree.items():
+            path = ctx / rel
+            if any(p.is_file() for p in [*path.parents][: len(Path(rel).parts) - 1]):
+                continue  # a parent is already a file
+            if path.is_dir():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            written[rel] = content
+        buf = io.BytesIO()
+        write_layer_tar(ctx, ".", IgnorePaths.create([], ["."]), buf)
+        with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
+            files = {}
+            names = []
+            for member in tf.getmembers():
+                names.append(member.name)
+                if member.isfile():
+                    extracted = tf.extractfile(member)
+                    assert extracted is not None
+                    files[member.name] = extracted.read()
+        assert files == written
+        assert names == sorted(names, key=lambda n: n.encode().split(b"/"))
