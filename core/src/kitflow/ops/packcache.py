@@ -2,8 +2,9 @@
 no file data: a layer whose entries' (path, type, mode, size, mtime, ctime, inode, device) all
 match the last pack reuses that pack's digest, provided the blob is still in the store.
 
-Entries live in ``$KITOPS_HOME/cache/pack/kitflow/<slot>.json``, one per (context, layer path,
-media type); losing them (e.g. ``kit cache clear``) only costs a re-read.
+Entries live in ``$KITOPS_HOME/cache/kitflow-pack/<slot>.json``, one per (context, layer path,
+media type). Not under ``cache/pack``: ``kit pack`` empties that directory after every pack.
+Losing entries (e.g. ``kit cache clear``) only costs one re-read.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class PackCache:
     """Look up and record layer results by (slot, fingerprint)."""
 
     def __init__(self, home: Path) -> None:
-        self.dir = Path(home) / "cache" / "pack" / "kitflow"
+        self.dir = Path(home) / "cache" / "kitflow-pack"
 
     @staticmethod
     def slot(context: Path, layer_path: str, media_type: str, layer_format: str) -> str:
