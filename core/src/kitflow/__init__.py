@@ -9,6 +9,7 @@ from kitflow.api import (
     inspect,
     list_modelkits,
     pack,
+    prune,
     pull,
     push,
     remove,
@@ -16,6 +17,7 @@ from kitflow.api import (
     tag,
     unpack,
     validate,
+    verify,
 )
 from kitflow.errors import KitflowError
 from kitflow.options import ArgoOptions, RegistryOptions, Resources
@@ -51,6 +53,7 @@ __all__ = [
     "inspect",
     "list_modelkits",
     "pack",
+    "prune",
     "pull",
     "push",
     "remove",
@@ -58,4 +61,5 @@ __all__ = [
     "tag",
     "unpack",
     "validate",
+    "verify",
 ]

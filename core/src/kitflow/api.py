@@ -225,3 +225,17 @@ def run(
         home=home,
         progress=progress,
     )
+
+
+def prune(*, home: PathLike | None = None) -> tuple[int, int]:
+    """Delete blobs no ModelKit in the local store references; returns (blobs, bytes) freed."""
+    from kitflow.ops.store import prune as _prune
+
+    return _prune(home=home)
+
+
+def verify(*, home: PathLike | None = None) -> list[str]:
+    """Re-hash every blob of the local store; returns the problems found (empty when sound)."""
+    from kitflow.ops.store import verify as _verify
+
+    return _verify(home=home)
