@@ -4,21 +4,24 @@ when every shard succeeded. Several kits on the same inputs give a comparison re
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
+import contextlib
+import json
 import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kitflow.errors import InferenceError, KitflowError, NotFoundError
+from kitflow.errors import InferenceError, KitflowError
 from kitflow.inference import io
 from kitflow.inference.entrypoint import (
     KitLayout,
@@ -166,11 +169,6 @@ class ShardOutcome:
 # Per-process cache of loaded models: (kit root, entrypoint path) -> (entrypoint, model).
 _MODELS: dict[tuple[str, str], tuple[PythonEntrypoint, Any]] = {}
 _PROGRESS_QUEUE: Any = None
-
-
-def _init_worker(queue: Any) -> None:
-    global _PROGRESS_QUEUE
-    _PROGRESS_QUEUE = queue
 
 
 def _report(count: int) -> None:
@@ -337,22 +335,6 @@ class ExecutionReport:
         return sum(s.outcome.predict_seconds for s in self.states if s.outcome and s.outcome.ok)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
-    terminate = getattr(pool, "terminate_workers", None)
-    if callable(terminate):  # Python 3.14+
-        terminate()
-    else:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            if process.is_alive():
-                process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
 def execute(
     tasks: Sequence[ShardTask],
     *,
@@ -360,17 +342,19 @@ def execute(
     retries: int,
     timeout: float | None = None,
     progress: ProgressFn | None = None,
+    python: str | None = None,
 ) -> ExecutionReport:
-    """Score ``tasks``: inline when ``parallelism`` is 1, else in a process pool. A failed shard
-    is retried up to ``retries`` times; once one has no attempts left the rest are stopped."""
+    """Score ``tasks``: in this process when ``parallelism`` is 1 (or there is one shard),
+    else in worker subprocesses (``python``, default this interpreter). A failed shard is
+    retried up to ``retries`` times; once one has no attempts left the rest are stopped."""
     states = [_ShardState(task) for task in tasks]
     report = ExecutionReport(states=states)
     started = time.perf_counter()
     deadline = started + timeout if timeout else None
-    if parallelism <= 1 or len(tasks) <= 1:
+    if python is None and (parallelism <= 1 or len(tasks) <= 1):
         _execute_inline(report, retries, deadline, progress)
     else:
-        _execute_pool(report, parallelism, retries, deadline, progress)
+        _execute_workers(report, max(1, parallelism), retries, deadline, progress, python)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -410,86 +394,187 @@ class _CallbackQueue:
         self._callback(count)
 
 
-def _execute_pool(
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def worker_env(python: str | None) -> dict[str, str]:
+    """The environment of a worker: this one, plus (for another interpreter) a directory on
+    PYTHONPATH holding only the ``kitflow`` package, so the kit's own environment stays clean."""
+    env = dict(os.environ)
+    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+        import kitflow
+
+        package = Path(kitflow.__file__).resolve().parent
+        shim = run_cache_dir(None).parent / "kitflow-shim" / _short_hash(str(package))
+        link = shim / "kitflow"
+        if not link.exists():
+            shim.mkdir(parents=True, exist_ok=True)
+            tmp = shim / f".kitflow-{uuid.uuid4().hex[:8]}"
+            os.symlink(package, tmp)
+            try:
+                os.replace(tmp, link)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        existing = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(shim) + (os.pathsep + existing if existing else "")
+    return env
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Worker:
+    """One worker subprocess speaking the JSON-lines protocol of kitflow.inference.worker."""
+
+    def __init__(self, python: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [python, "-m", "kitflow.inference.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def score(self, task: ShardTask, progress: ProgressFn | None) -> tuple[ShardOutcome, bool]:
+        """Send ``task``; return its outcome and whether the worker is still usable."""
+        from kitflow.inference.worker import task_to_json
+
+        assert self.process.stdin is not None and self.process.stdout is not None
+        started = time.perf_counter()
+        try:
+            self.process.stdin.write(task_to_json(task) + "\n")
+            self.process.stdin.flush()
+            for line in self.process.stdout:
+                message = json.loads(line)
+                if "progress" in message:
+                    if progress is not None:
+                        progress(int(message["progress"]))
+                elif "outcome" in message:
+                    return ShardOutcome(**message["outcome"]), True
+        except (OSError, ValueError):
+            pass
+        code = self.process.wait()
+        died = ShardOutcome(
+            task.index,
+            False,
+            seconds=time.perf_counter() - started,
+            message=f"the worker process died ({_exit_description(code)}; out of memory?)",
+        )
+        return died, False
+
+    def close(self) -> None:
+        """Let the worker finish (stdin closed), killing it if it does not."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Stop the worker now."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def _execute_workers(
     report: ExecutionReport,
     parallelism: int,
     retries: int,
     deadline: float | None,
     progress: ProgressFn | None,
+    python: str | None,
 ) -> None:
-    context = _pool_context()
-    queue = context.SimpleQueue() if progress else None
-    drain: threading.Thread | None = None
-    if queue is not None and progress is not None:
-        drain = threading.Thread(target=_drain, args=(queue, progress), daemon=True)
-        drain.start()
+    interpreter = python or sys.executable
+    env = worker_env(python)
+    work: queue.Queue[_ShardState | None] = queue.Queue()
+    results: queue.Queue[tuple[_ShardState, ShardOutcome]] = queue.Queue()
+    stopping = threading.Event()
+    lock = threading.Lock()
+    live: set[_Worker] = set()
 
-    def new_pool() -> cf.ProcessPoolExecutor:
-        workers = min(parallelism, len(report.states))
-        return cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(queue,)
-        )
+    def serve() -> None:
+        worker: _Worker | None = None
+        try:
+            while not stopping.is_set():
+                state = work.get()
+                if state is None or stopping.is_set():
+                    return
+                if worker is None:
+                    with lock:
+                        if stopping.is_set():
+                            return
+                        worker = _Worker(interpreter, env)
+                        live.add(worker)
+                outcome, usable = worker.score(state.task, progress)
+                if not usable:
+                    with lock:
+                        live.discard(worker)
+                    worker = None
+                results.put((state, outcome))
+        finally:
+            if worker is not None:
+                worker.close()
+                with lock:
+                    live.discard(worker)
 
-    pool = new_pool()
-    pending: dict[cf.Future[ShardOutcome], _ShardState] = {}
+    threads = [
+        threading.Thread(target=serve, name=f"kitflow-worker-{n}", daemon=True)
+        for n in range(min(parallelism, len(report.states)))
+    ]
+    for state in report.states:
+        state.attempts = 1
+        work.put(state)
+    for thread in threads:
+        thread.start()
+    outstanding = len(report.states)
     try:
-        for state in report.states:
-            state.attempts = 1
-            pending[pool.submit(score_shard, state.task)] = state
-        while pending:
+        while outstanding:
             remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
-            done, _ = cf.wait(pending, timeout=remaining, return_when=cf.FIRST_COMPLETED)
-            if not done:
+            try:
+                state, outcome = results.get(timeout=remaining)
+            except queue.Empty:
                 report.timed_out = True
                 return
-            broken = False
-            retry: list[_ShardState] = []
-            for future in done:
-                state = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    outcome = ShardOutcome(
-                        state.task.index,
-                        False,
-                        message="the worker process died (crashed or "
-                        "was killed, e.g. out of memory)",
-                    )
-                state.outcome = outcome
-                state.seconds += outcome.seconds
-                if outcome.ok:
-                    continue
-                if state.attempts > retries:
-                    report.failed = state
-                    return
-                retry.append(state)
-            if broken:
-                # The other shards of a broken pool die with it through no fault of their own:
-                # resubmit them to a fresh pool without charging an attempt.
-                innocent = list(pending.values())
-                pending.clear()
-                _stop_pool(pool)
-                pool = new_pool()
-                for state in innocent:
-                    pending[pool.submit(score_shard, state.task)] = state
-            for state in retry:
+            state.outcome = outcome
+            state.seconds += outcome.seconds
+            if outcome.ok:
+                outstanding -= 1
+            elif state.attempts > retries:
+                report.failed = state
+                return
+            else:
                 state.attempts += 1
-                pending[pool.submit(score_shard, state.task)] = state
+                work.put(state)
     finally:
-        _stop_pool(pool)
-        if queue is not None:
-            queue.put(None)
-            if drain is not None:
-                drain.join(timeout=5)
-
-
-def _drain(queue: Any, progress: ProgressFn) -> None:
-    while True:
-        item = queue.get()
-        if item is None:
-            return
-        progress(int(item))
+        stopping.set()
+        for _ in threads:
+            work.put(None)
+        if report.failed is not None or report.timed_out:
+            with lock:
+                for worker in list(live):
+                    worker.kill()
+        for thread in threads:
+            thread.join(timeout=30)
 
 
 # ----------------------------------------------------------------------------- one kit, many kits
@@ -539,12 +624,18 @@ def default_parallelism() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: A worker subprocess is only worth its start-up (interpreter, imports, ``load``) for at least
+#: this many batches; smaller inputs are scored in one shard.
+MIN_BATCHES_PER_SHARD = 8
+
+
 def plan_shard_count(records: int, shards: int | None, parallelism: int, batch_size: int) -> int:
-    """Shards to cut: the user's number, else one per worker (no more than there are batches)."""
+    """Shards to cut: the user's number, else one per worker, each with at least
+    MIN_BATCHES_PER_SHARD batches (so small inputs run in one shard, in this process)."""
     if shards is not None:
         return max(1, shards)
     batches = max(1, -(-records // batch_size))
-    return max(1, min(parallelism, batches))
+    return max(1, min(parallelism, batches // MIN_BATCHES_PER_SHARD))
 
 
 def run_local(
@@ -624,6 +715,7 @@ def run_local(
                     retries=job.retries,
                     timeout=remaining,
                     progress=bar.update if bar is not None else None,
+                    python=python,
                 )
                 if report.failed is not None or report.timed_out:
                     raise _failure(job, kit, report, prepared, started, timings)
@@ -727,8 +819,6 @@ def _labels(runs: Sequence[KitRun]) -> list[str]:
 def _merge_comparison(runs: Sequence[KitRun], dest: Path, records: int) -> dict[str, Any]:
     """Join the kits' outputs line by line into ``dest`` (``prediction`` = the first kit's,
     ``predictions`` = every kit's by reference) and measure agreement and latency."""
-    import json
-
     labels = _labels(runs)
     agree_all = 0
     pair_agree = {(a, b): 0 for a in range(len(runs)) for b in range(a + 1, len(runs))}
