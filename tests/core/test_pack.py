@@ -434,3 +434,16 @@ def test_progress_bar_does_not_change_the_result(tmp_path: Path) -> None:
     quiet = pack(ctx, tag="p:1", home=tmp_path / "a")
     loud = pack(ctx, tag="p:1", home=tmp_path / "b", progress=True)
     assert quiet.digest == loud.digest
+
+
+def test_pack_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kitflow.ops import packcache
+
+    monkeypatch.setattr(packcache, "MAX_SLOTS", 3)
+    cache = packcache.PackCache(tmp_path)
+    for i in range(6):
+        cache.record(f"slot{i}", "fp", packcache.CachedLayer("sha256:x", 1, "sha256:x", "t"))
+        os.utime(cache.dir / f"slot{i}.json", ns=(i * 10**9, i * 10**9))
+    remaining = sorted(p.name for p in cache.dir.iterdir())
+    assert len(remaining) == 3 and "slot5.json" in remaining
+    assert cache.lookup("slot5", "fp") is not None and cache.lookup("slot5", "other") is None

@@ -25,6 +25,7 @@ from kitflow.format.tarwriter import WalkEntry
 # without changing its mtime ("racily clean" in git's terms); such layers are not cached.
 RACY_WINDOW_NS = 100_000_000
 COARSE_RACY_WINDOW_NS = 2_000_000_000  # file systems with whole-second timestamps
+MAX_SLOTS = 4096  # beyond this, the least recently written slots are dropped
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class PackCache:
         with contextlib.suppress(OSError):
             self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.dir / f"{slot}.json", json.dumps(body).encode())
+            self._trim()
+
+    def _trim(self) -> None:
+        """Keep the cache bounded (contexts in temp directories would otherwise pile up)."""
+        entries = [e for e in os.scandir(self.dir) if e.name.endswith(".json")]
+        if len(entries) <= MAX_SLOTS:
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        for entry in entries[: len(entries) - MAX_SLOTS]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
     def forget(self, slot: str) -> None:
         """Drop a slot (used when its blob turned out to be missing)."""
