@@ -33,6 +33,7 @@ KITFLOW = Path(sys.executable).parent / "kitflow"
 
 PREDICT = """
 import json
+import os
 
 
 def load(model_path):
@@ -43,6 +44,10 @@ def load(model_path):
 def predict(model, records):
     out = []
     for r in records:
+        marker = r.get("flaky")
+        if marker and not os.path.exists(marker):  # fails once, then works (a retry helps)
+            open(marker, "w").close()
+            raise RuntimeError("transient failure")
         if r["text"] == "boom":
             raise ValueError("boom is not a sentence")
         words = set(r["text"].lower().split())
@@ -440,3 +445,31 @@ def test_cli_dry_run_prints_the_workflow(
     assert score["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert "--plain-http" in score["container"]["args"]
     assert wf["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_retry_strategy_reruns_a_failed_pod(
+    kits: dict[str, str],
+    registry: Any,
+    argo_server: FakeArgoServer,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    argo_server.state.controller = executor.run
+    argo = ArgoOptions(server=argo_server.url, token=ARGO_TOKEN, namespace="ml", retries=1)
+    src = tmp_path / "flaky.jsonl"
+    marker = tmp_path / "failed-once"
+    src.write_text(
+        json.dumps({"id": "a", "text": "good"})
+        + "\n"
+        + json.dumps({"id": "b", "text": "bad", "flaky": str(marker)})
+        + "\n"
+    )
+    out = tmp_path / "flaky.out.jsonl"
+    result = backend.run_argo(
+        build_job(kits["a"], src, out, shards=2), argo, registry.options(), timeout=240
+    )
+    assert marker.exists()
+    assert [x["prediction"] for x in _lines(out)] == ["positive", "negative"]
+    shard_runs = [argv for argv in executor.commands if argv[1] == "argo-shard"]
+    assert len(shard_runs) == 3  # shard 1 ran twice
+    assert result.records == 2
