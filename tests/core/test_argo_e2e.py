@@ -66,6 +66,9 @@ model:
       entrypoint: src/predict.py
 code:
   - path: src
+datasets:
+  - name: samples
+    path: data/samples.jsonl
 """
 
 TEXTS = ["good day", "bad day", "great food", "awful food", "fine", "nice one", "meh"]
@@ -77,6 +80,8 @@ def _make_kit(root: Path, name: str, positive: list[str]) -> Path:
     (root / "Kitfile").write_text(KITFILE.format(name=name))
     (root / "src" / "predict.py").write_text(PREDICT)
     (root / "model" / "words.json").write_text(json.dumps({"positive": positive}))
+    (root / "data").mkdir()
+    _inputs(root / "data" / "samples.jsonl", 5)
     return root
 
 
@@ -473,3 +478,31 @@ def test_retry_strategy_reruns_a_failed_pod(
     shard_runs = [argv for argv in executor.commands if argv[1] == "argo-shard"]
     assert len(shard_runs) == 3  # shard 1 ran twice
     assert result.records == 2
+
+
+def test_dataset_inputs_and_pods_skip_datasets(
+    kits: dict[str, str],
+    registry: Any,
+    argo: ArgoOptions,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KITOPS_HOME", str(tmp_path / "submitter-home"))
+    out = tmp_path / "ds.out.jsonl"
+    result = run(
+        kits["a"],
+        None,
+        out,
+        backend="argo",
+        dataset="samples",
+        shards=2,
+        argo=argo,
+        registry=registry.options(),
+        timeout=240,
+    )
+    texts = [TEXTS[i % len(TEXTS)] for i in range(5)]
+    assert [x["prediction"] for x in _lines(out)] == _expected({"good", "great", "nice"}, texts)
+    assert result.records == 5
+    pods = tmp_path / "pods"
+    assert list(pods.rglob("words.json")), "the model was unpacked in the pods"
+    assert not list(pods.rglob("samples.jsonl")), "pods must not unpack datasets"

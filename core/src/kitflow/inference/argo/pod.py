@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -14,9 +15,9 @@ from typing import Any
 from kitflow.errors import InferenceError, KitflowError
 from kitflow.inference import io
 from kitflow.inference.argo import transport
-from kitflow.inference.entrypoint import load_kit_layout, resolve_entrypoint
+from kitflow.inference.entrypoint import KitLayout, load_kit_layout, resolve_entrypoint
 from kitflow.inference.job import EntrypointSpec
-from kitflow.inference.local import ShardTask, materialize, score_shard
+from kitflow.inference.local import ShardTask, run_cache_dir, score_shard
 from kitflow.options import RegistryOptions
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,34 @@ def termination_message(message: str) -> None:
             TERMINATION_LOG.write_text(message[:4000], encoding="utf-8")
     except OSError:
         pass
+
+
+#: What a scoring pod unpacks: datasets and docs stay in the registry (the inputs come as shards).
+POD_UNPACK_FILTER = "kitfile,model,code"
+
+
+def unpack_for_scoring(kit: str, registry: RegistryOptions | None) -> KitLayout:
+    """Unpack the pinned kit's Kitfile, model and code once per digest into the run cache
+    (staged beside it and renamed into place, so a half-unpacked kit is never used)."""
+    from kitflow import api
+
+    digest = transport.split_reference(kit)[1]
+    cache = run_cache_dir()
+    target = cache / f"scoring-{digest.replace(':', '-')}"
+    if target.is_dir():
+        return load_kit_layout(target)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    try:
+        api.unpack(kit, staging, filters=[POD_UNPACK_FILTER], registry=registry)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_kit_layout(target)
 
 
 def run_shard(
@@ -61,7 +90,7 @@ def run_shard(
     if shard not in blobs:
         raise KitflowError(f"{inputs} has no shard {shard} (it has {len(blobs)})")
     blob = blobs[shard]
-    layout = load_kit_layout(kit_dir) if kit_dir else materialize(kit, registry=registry).layout
+    layout = load_kit_layout(kit_dir) if kit_dir else unpack_for_scoring(kit, registry)
     override = EntrypointSpec.parse(json.loads(entrypoint)) if entrypoint else None
     spec = resolve_entrypoint(layout, override)
     work = Path(tempfile.mkdtemp(prefix=f"kitflow-shard-{shard}-"))
