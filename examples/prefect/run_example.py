@@ -72,6 +72,8 @@ def main() -> int:
     os.environ["KITOPS_HOME"] = str(workdir / "kitops-home")
     os.environ.pop("PREFECT_API_URL", None)  # Prefect starts its ephemeral local server
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A fresh database is migrated on first start; give a busy 2-core machine time for that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
         with loopback_registry(workdir) as registry:

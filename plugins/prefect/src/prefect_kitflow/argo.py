@@ -212,6 +212,18 @@ def _link_spec(sub: Any) -> ArtifactSpec:
     )
 
 
+class FollowTimeout(KitflowError):
+    """The Workflow did not finish within the task's ``timeout`` (it is stopped)."""
+
+
+def _retry_pending() -> bool:
+    """True when this task run has Prefect retries left (the next attempt will re-attach)."""
+    ctx = TaskRunContext.get()
+    if ctx is None:
+        return False
+    return ctx.task_run.run_count <= ctx.task.retries
+
+
 class _Follower:
     """The submit → follow → collect sequence, shared by the sync and async tasks."""
 
@@ -255,9 +267,27 @@ class _Follower:
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise KitflowError(
+            raise FollowTimeout(
                 f"Argo Workflow {self.key} did not finish within the timeout; it was stopped"
             )
+
+    def on_error(self, exc: BaseException) -> None:
+        """The follow loop was interrupted: stop the Workflow, unless a Prefect retry of this
+        task will re-attach to it (a plain error with attempts left)."""
+        if (
+            isinstance(exc, Exception)
+            and not isinstance(exc, FollowTimeout)
+            and _retry_pending()
+            and self.running is not None
+        ):
+            _logger().warning(
+                "Lost track of Argo Workflow %s (%s); it keeps running and the retry "
+                "re-attaches to it",
+                self.key,
+                exc,
+            )
+            return
+        self.abort(f"the task stopped following it ({type(exc).__name__})")
 
     def collect(self) -> RunResult:
         assert self.running is not None
@@ -296,10 +326,12 @@ def _follow_sync(follower: _Follower, is_cancelled: Callable[[], bool]) -> RunRe
             follower.check_deadline()
             time.sleep(follower.poll_seconds)
     except BaseException as exc:  # SIGTERM (TerminationSignal), KeyboardInterrupt, errors
-        follower.abort(f"the task stopped following it ({type(exc).__name__})")
+        follower.on_error(exc)
         raise
-    follower.finish()
-    return follower.collect()
+    try:
+        return follower.collect()
+    finally:
+        follower.finish()  # it ended: nothing left to stop
 
 
 async def _follow_async(follower: _Follower) -> RunResult | State:
@@ -316,10 +348,12 @@ async def _follow_async(follower: _Follower) -> RunResult | State:
             follower.check_deadline()
             await asyncio.sleep(follower.poll_seconds)
     except BaseException as exc:  # asyncio.CancelledError, TerminationSignal, errors
-        follower.abort(f"the task stopped following it ({type(exc).__name__})")
+        follower.on_error(exc)  # blocking on purpose: a cancelled scope refuses awaits
         raise
-    follower.finish()
-    return await asyncio.to_thread(follower.collect)
+    try:
+        return await asyncio.to_thread(follower.collect)
+    finally:
+        follower.finish()
 
 
 def _finish(result: RunResult | State, references: Sequence[str]) -> list[ArtifactSpec]:
