@@ -399,39 +399,30 @@ def _exit_description(code: int | None) -> str:
         return "still running"
     if code < 0:
         try:
-            return f"killed by {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+            name = f"signal {-code}"
+        hint = "; out of memory?" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit status {code}; its stderr is above"
 
 
-def worker_env(python: str | None) -> dict[str, str]:
-    """The environment of a worker: this one, plus (for another interpreter) a directory on
-    PYTHONPATH holding only the ``kitflow`` package, so the kit's own environment stays clean."""
+def worker_env(python: str | None, shim: Path) -> dict[str, str]:
+    """The environment of a worker: this one, plus (for another interpreter) ``shim`` on
+    PYTHONPATH holding only a link to the ``kitflow`` package, so the kit's own environment
+    sees kitflow and nothing else of ours."""
     env = dict(os.environ)
-    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+    if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):
         import kitflow
 
         package = Path(kitflow.__file__).resolve().parent
-        shim = run_cache_dir(None).parent / "kitflow-shim" / _short_hash(str(package))
+        shim.mkdir(parents=True, exist_ok=True)
         link = shim / "kitflow"
         if not link.exists():
-            shim.mkdir(parents=True, exist_ok=True)
-            tmp = shim / f".kitflow-{uuid.uuid4().hex[:8]}"
-            os.symlink(package, tmp)
-            try:
-                os.replace(tmp, link)
-            except OSError:
-                tmp.unlink(missing_ok=True)
+            os.symlink(package, link)
         existing = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(shim) + (os.pathsep + existing if existing else "")
     return env
-
-
-def _short_hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class _Worker:
@@ -475,7 +466,7 @@ class _Worker:
             task.index,
             False,
             seconds=time.perf_counter() - started,
-            message=f"the worker process died ({_exit_description(code)}; out of memory?)",
+            message=f"the worker process died ({_exit_description(code)})",
         )
         return died, False
 
@@ -505,7 +496,8 @@ def _execute_workers(
     python: str | None,
 ) -> None:
     interpreter = python or sys.executable
-    env = worker_env(python)
+    shim = tempfile.TemporaryDirectory(prefix="kitflow-shim-")
+    env = worker_env(python, Path(shim.name))
     work: queue.Queue[_ShardState | None] = queue.Queue()
     results: queue.Queue[tuple[_ShardState, ShardOutcome]] = queue.Queue()
     stopping = threading.Event()
@@ -575,6 +567,7 @@ def _execute_workers(
                     worker.kill()
         for thread in threads:
             thread.join(timeout=30)
+        shim.cleanup()
 
 
 # ----------------------------------------------------------------------------- one kit, many kits
@@ -644,7 +637,6 @@ def run_local(
     registry: RegistryOptions | None = None,
     dry_run: bool = False,
     timeout: float | None = None,
-    python: str | None = None,
 ) -> RunResult:
     """Run ``job`` on this machine and return its result (see module docstring)."""
     started = time.perf_counter()
@@ -692,6 +684,11 @@ def run_local(
         tick = time.perf_counter()
         try:
             for number, (kit, entry) in enumerate(zip(kits, entrypoints, strict=True)):
+                python = None
+                if job.isolated_env:
+                    from kitflow.inference.envs import ensure_env
+
+                    python = str(ensure_env(kit.layout.root, kit.digest, entry, job.home))
                 kit_dir = work / f"kit{number}"
                 kit_dir.mkdir()
                 tasks = [

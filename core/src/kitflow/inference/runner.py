@@ -130,9 +130,4 @@ def run(
         return result
     from kitflow.inference.local import run_local
 
-    python = None
-    if isolated_env and not dry_run:
-        from kitflow.inference.envs import prepare_environments
-
-        python = prepare_environments(job, registry=registry)
-    return run_local(job, registry=registry, dry_run=dry_run, timeout=timeout, python=python)
+    return run_local(job, registry=registry, dry_run=dry_run, timeout=timeout)
