@@ -14,13 +14,14 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="kitflow-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+# dag.test() serializes DAGs found in the dags folder: the example DAGs are the ones tested.
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "dags"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_HOME / "logs")
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 for _name in [n for n in os.environ if n.startswith(("AIRFLOW_CONN_", "ARGO_"))]:
     os.environ.pop(_name)
-(_HOME / "dags").mkdir()
 
 AIRFLOW_HOME = _HOME
 

@@ -78,3 +78,15 @@ def test_argo_variant_defers_inference(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert task.deferrable is True
     # Without a registry the pipeline stays in the local store: no push task.
     assert "push_modelkit" not in module.argo_dag.task_ids
+
+
+def test_downstream_dag_is_scheduled_on_the_modelkit_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk import AssetAlias
+
+    monkeypatch.setenv("KITFLOW_EXAMPLE_REGISTRY", "registry.example.com")
+    module = load_dag_module("kitflow_on_new_model_under_test")
+    alias = AssetAlias(module.ALIAS)
+    assert alias in module.on_new_model_dag.timetable.asset_condition.objects
+    assert alias in module.dag.get_task("push_modelkit").outlets

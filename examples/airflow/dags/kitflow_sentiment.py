@@ -3,6 +3,7 @@
 ``kitflow_sentiment`` runs everything on the worker (local inference backend).
 ``kitflow_sentiment_argo`` is the same pipeline with batch inference on Argo Workflows: the
 operator defers to the triggerer while the Workflow runs and re-attaches on retry.
+``kitflow_on_new_model`` is scheduled on the pushed ModelKit: it runs for every new digest.
 
 Settings (environment, read when the DAG file is parsed):
   KITFLOW_EXAMPLE_REGISTRY  registry host[:port] to push to (connection ``kitops_registry_default``
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, AssetAlias, task
 from kitflow_airflow.filters import TEMPLATE_FILTERS
 from kitflow_airflow.operators.argo import ArgoInferenceOperator
 from kitflow_airflow.operators.modelkit import KitPackOperator, KitPushOperator
@@ -95,19 +96,20 @@ def _pipeline(argo: bool) -> None:
         "reference": reference,
         "input_path": str(SENTIMENT / "data" / "inputs.jsonl"),
         "output_path": RUN_DIR + "/predictions.jsonl",
-        "shards": 2,
     }
     infer: Any
     if argo:
         infer = ArgoInferenceOperator(
             **common,
+            shards=2,
             parallelism=2,
             deferrable=True,  # no worker slot held while the Workflow runs
             poll_interval=15,
-            resources={"cpu": "500m", "memory": "512Mi"},
+            pod_resources={"cpu": "500m", "memory": "512Mi"},
         )
     else:
-        infer = KitRunOperator(**common, parallelism=2)
+        # 20 sample records: one shard scored in the worker process (no process pool start-up).
+        infer = KitRunOperator(**common, shards=1, parallelism=1)
     last >> infer
     summarize(infer.output)
 
@@ -134,3 +136,23 @@ with DAG(
     user_defined_filters=TEMPLATE_FILTERS,
 ) as argo_dag:
     _pipeline(argo=True)
+
+
+with DAG(
+    dag_id="kitflow_on_new_model",
+    schedule=[AssetAlias(ALIAS)],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["kitflow", "example"],
+) as on_new_model_dag:
+
+    @task
+    def announce(**context: Any) -> list[str]:
+        """List the ModelKits (``oci://registry/repo@digest``) whose push triggered this run."""
+        events = context["triggering_asset_events"]
+        uris = sorted({event.asset.uri for evs in events.values() for event in evs})
+        for uri in uris:
+            print(f"new ModelKit: {uri}")
+        return uris
+
+    announce()

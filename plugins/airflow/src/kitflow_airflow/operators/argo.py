@@ -66,7 +66,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
     :param output_path: local path the gathered predictions are written to.
     :param argo_conn_id: ``argo_workflows`` connection (server URL + token, or kubeconfig).
     :param namespace: namespace override; ``image``, ``service_account``, ``registry_secret``,
-        ``resources``, ``node_selector``, ``tolerations``, ``active_deadline_seconds`` likewise
+        ``pod_resources`` (cpu/memory/gpu), ``node_selector``, ``tolerations``, ``active_deadline_seconds`` likewise
         override the connection's ArgoOptions.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks.
@@ -108,7 +108,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         image: str | None = None,
         service_account: str | None = None,
         registry_secret: str | None = None,
-        resources: Resources | dict[str, Any] | None = None,
+        pod_resources: Resources | dict[str, Any] | None = None,
         node_selector: dict[str, str] | None = None,
         tolerations: list[dict[str, Any]] | None = None,
         active_deadline_seconds: int | None = None,
@@ -136,7 +136,9 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         self.image = image
         self.service_account = service_account
         self.registry_secret = registry_secret
-        self.resources = Resources(**resources) if isinstance(resources, dict) else resources
+        self.pod_resources = (
+            Resources(**pod_resources) if isinstance(pod_resources, dict) else pod_resources
+        )
         self.node_selector = node_selector
         self.tolerations = tolerations
         self.active_deadline_seconds = active_deadline_seconds
@@ -160,7 +162,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
                 "image": self.image,
                 "service_account": self.service_account,
                 "registry_secret": self.registry_secret,
-                "resources": self.resources,
+                "resources": self.pod_resources,
                 "node_selector": self.node_selector,
                 "tolerations": self.tolerations,
                 "active_deadline_seconds": self.active_deadline_seconds,
