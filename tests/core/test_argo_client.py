@@ -141,6 +141,8 @@ def test_failed_workflow_surfaces_the_failing_node_message(argo_server: FakeArgo
         with pytest.raises(WorkflowFailed) as info:
             client.wait("kitflow-batch-abc", timeout=30)
         status = client.get_status("kitflow-batch-abc")
+    fields = [q.get("fields") for m, p, q in argo_server.requests if p.endswith("batch-abc")]
+    assert [ArgoServerClient.STATUS_FIELDS] in fields  # the poll asked for a trimmed object
     assert "line 7: ValueError: bad text" in str(info.value)
     assert "score-0(0:0)" in str(info.value)
     assert info.value.phase == "Failed"

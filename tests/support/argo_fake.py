@@ -240,6 +240,23 @@ def _matches(labels: dict[str, str], selector: str | None) -> bool:
     return True
 
 
+def _trim(obj: dict[str, Any], fields: str) -> dict[str, Any]:
+    """The Argo Server's ``fields`` parameter: keep only the listed dotted paths."""
+    out: dict[str, Any] = {}
+    for path in fields.split(","):
+        keys = path.strip().split(".")
+        src: Any = obj
+        for key in keys:
+            src = src.get(key) if isinstance(src, dict) else None
+        if src is None:
+            continue
+        dst = out
+        for key in keys[:-1]:
+            dst = dst.setdefault(key, {})
+        dst[keys[-1]] = copy.deepcopy(src)
+    return out
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -425,7 +442,9 @@ class FakeArgoServer(_Base):
                         self._error(req, 404, f'workflows.argoproj.io "{rest[0]}" not found')
                         return
                     state.advance(ns, rest[0])
-                    self._send(req, 200, state.objects[(ns, rest[0])])
+                    wf = state.objects[(ns, rest[0])]
+                    fields = (query.get("fields") or [""])[0]
+                    self._send(req, 200, _trim(wf, fields) if fields else wf)
             elif len(rest) == 1 and method == "DELETE":
                 with state.lock:
                     if state.objects.pop((ns, rest[0]), None) is None:

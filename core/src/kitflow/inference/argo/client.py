@@ -20,6 +20,7 @@ from kitflow.inference.argo.base import (
     iter_stream,
     raise_for,
 )
+from kitflow.inference.argo.status import FAILED_PHASES, WorkflowStatus, phase_of, to_status
 from kitflow.options import ArgoOptions
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,20 @@ class ArgoServerClient(WorkflowClientBase):
             f"get workflow {name}",
             params=params,
         )
+
+    #: What a status poll reads (``status.nodes`` can be megabytes on a big fan-out).
+    STATUS_FIELDS = (
+        "metadata.name,metadata.namespace,metadata.uid,metadata.resourceVersion,"
+        "status.phase,status.message,status.progress,status.outputs"
+    )
+
+    def get_status(self, name: str) -> WorkflowStatus:
+        """A cheap poll (``fields`` trims the nodes); the nodes are read only on failure, for
+        the failing node's message."""
+        workflow = self.get(name, fields=self.STATUS_FIELDS)
+        if phase_of(workflow) in FAILED_PHASES:
+            workflow = self.get(name)
+        return to_status(workflow)
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Workflows matching a label selector, following ``continue`` pages."""
