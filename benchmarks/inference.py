@@ -103,7 +103,7 @@ def workflow_sizes(counts: list[int], workdir: Path) -> list[dict[str, Any]]:
         inputs = workdir / f"wf-{count}.jsonl"
         make_inputs(inputs, count)
         job = build_job(
-            "registry.example.com/ml/sentiment@sha256:" + "0" * 64,
+            "127.0.0.1:9/ml/sentiment@sha256:" + "0" * 64,
             inputs,
             workdir / f"wf-{count}.out.jsonl",
             parallelism=10,

@@ -3,10 +3,12 @@ local store and straight from a real registry, pinned by digest, with a dataset 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kitflow
 import pytest
+from kitflow.cli.main import main as cli_main
 from kitflow.errors import NotFoundError
 from kitflow.inference import local
 from kitflow.inference.runner import run
@@ -78,3 +80,22 @@ def test_run_straight_from_a_registry(
         f"w1:T{i}" for i in range(5)
     ]
     assert (fresh / "cache" / "run" / digest.replace(":", "-") / "Kitfile").is_file()
+
+
+def test_cli_argo_dry_run_prints_the_workflow(
+    tmp_path: Path, packed: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, digest = packed
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": "x"} for i in range(30)])
+    argv = ["run", f"127.0.0.1:9/demo/echo@{digest}", "-i", str(inputs)]
+    argv += ["--backend", "argo", "--dry-run", "--shards", "3", "-n", "ml", "--config", str(home)]
+    argv += ["--cpu", "500m", "--memory", "1Gi"]
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    assert info.value.code == 0
+    workflow = json.loads(capsys.readouterr().out)
+    assert workflow["kind"] == "Workflow"
+    assert workflow["metadata"]["namespace"] == "ml"
+    text = json.dumps(workflow)
+    assert digest in text and "500m" in text and "1Gi" in text
+    assert '"text"' not in text  # records never travel inside the Workflow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ def argo_options_from_flags(**flags: Any) -> ArgoOptions:
 
 def _summary(result: RunResult, dry_run: bool) -> str:
     lines: list[str] = []
+    workflow = getattr(result, "workflow", None)
+    if dry_run and workflow is not None:
+        return json.dumps(workflow, indent=2)
     if dry_run and result.backend == "local":
         lines.append(
             f"Dry run: {result.records} records in {len(result.shards)} shard(s); nothing scored."
