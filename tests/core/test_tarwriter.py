@@ -273,3 +273,16 @@ def test_walked_layer_reads_back_as_the_directory(tree: dict[str, bytes]) -> Non
                     files[member.name] = extracted.read()
         assert files == written
         assert names == sorted(names, key=lambda n: n.encode().split(b"/"))
+
+
+def test_pax_size_record_for_files_of_8_gib_and_more() -> None:
+    size = 9 * 1024**3
+    data = tar_header("model/huge.bin", 0o644, size, b"0")
+    assert len(data) == 3 * 512
+    assert data[:100].rstrip(b"\0") == b"model/PaxHeaders.0/huge.bin"
+    assert data[512:1024].rstrip(b"\0") == b"19 size=9663676416\n"
+    main = data[1024:]
+    assert main[:100].rstrip(b"\0") == b"model/huge.bin"
+    assert main[124:136] == b"00000000000\0"  # Go writes 0 when the size does not fit
+    just_below = tar_header("model/big.bin", 0o644, 8**11 - 1, b"0")
+    assert len(just_below) == 512 and just_below[124:136] == b"77777777777\0"
