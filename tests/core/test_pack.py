@@ -447,3 +447,19 @@ def test_pack_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     remaining = sorted(p.name for p in cache.dir.iterdir())
     assert len(remaining) == 3 and "slot5.json" in remaining
     assert cache.lookup("slot5", "fp") is not None and cache.lookup("slot5", "other") is None
+
+
+def test_modelpack_raw_layer(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "model.gguf").write_bytes(b"GGUF....")
+    (ctx / "Kitfile").write_text(
+        "manifestVersion: 1.0.0\npackage:\n  name: mp-raw\nmodel:\n  path: model.gguf\n"
+    )
+    home = tmp_path / "home"
+    result = pack(ctx, home=home, layer_format="raw", use_model_pack=True)
+    manifest = Manifest.from_bytes(store_blob(home, result.digest))
+    assert [d.media_type for d in manifest.layers] == ["application/vnd.cncf.model.weight.v1.raw"]
+    assert store_blob(home, manifest.layers[0].digest) == b"GGUF...."
+    config = json.loads(store_blob(home, result.config_digest))
+    jsonschema.validate(config, json.loads(SCHEMA.read_text()))
