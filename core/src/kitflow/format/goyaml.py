@@ -219,13 +219,16 @@ def is_plain(node: yaml.ScalarNode) -> bool:
     return node.style is None or node.style == ""
 
 
+_RESOLVER = yaml.resolver.Resolver()  # the implicit (YAML 1.1) tags PyYAML gave plain scalars
+
+
 def explicit_tag(node: yaml.Node) -> str | None:
     """The tag written in the text (``!!int 3``), or None when the tag was only inferred."""
     if not isinstance(node, yaml.ScalarNode):
         default = MAP_TAG if isinstance(node, yaml.MappingNode) else SEQ_TAG
         return None if node.tag == default else node.tag
     if is_plain(node):
-        implicit = _Loader.resolve(_Loader, yaml.ScalarNode, node.value, (True, False))
+        implicit = _RESOLVER.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call]
         return None if node.tag == implicit else node.tag
     return None if node.tag == STR_TAG else node.tag
 

@@ -311,6 +311,7 @@ class _Decoder:
         elif isinstance(node, yaml.SequenceNode):
             what = "!!seq"
         else:
+            assert isinstance(node, yaml.ScalarNode)
             value = node.value
             shown = f" `{value[:7]}...`" if len(value) > 10 else f" `{value}`"
             what = goyaml.scalar_short_tag(node) + shown
