@@ -420,3 +420,21 @@ def test_kitfile_to_dict_emits_digests_last() -> None:
     assert kitfile_to_dict(kf)["docs"] == [
         {"path": "", "description": "d", "digest": "sha256:a", "diffId": "sha256:b"}
     ]
+
+
+def test_duplicate_keys_inside_parameters_are_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_kitfile("model:\n  parameters:\n    a: 1\n    b: 2\n    a: 3\n")
+    assert info.value.problems == ['line 5: mapping key "a" already defined at line 3']
+
+
+def test_long_and_multiline_keys_use_complex_key_syntax() -> None:
+    key = "k" * 200
+    kf = Kitfile(
+        manifest_version="1.0.0",
+        model=Model(path="m", parameters={key: {"x": [1, {key: "v"}]}, "two\nlines": 1}),
+    )
+    text = kitfile_to_yaml(kf)
+    assert f"    ? {key}\n    : x:\n" in text
+    assert "    ? |-\n      two\n      lines\n    : 1\n" in text
+    assert parse_kitfile(text) == kf

@@ -185,6 +185,13 @@ def resolve_tagged(tag: str, text: str) -> tuple[str, Any]:
     raise ValueError(f"cannot decode {_short(rtag)} `{text}` as a {_short(tag)}")
 
 
+def _quote(text: str) -> str:
+    """Go's %#v of a string (enough for error messages)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _short(tag: str) -> str:
     prefix = "tag:yaml.org,2002:"
     return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
@@ -281,7 +288,16 @@ def to_value(
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             merged: dict[Any, Any] = {}
+            seen: dict[str, int] = {}
             for knode, vnode in node.value:
+                if isinstance(knode, yaml.ScalarNode):
+                    # yaml.v3 refuses a scalar key written twice (by its text) in one mapping
+                    if knode.value in seen:
+                        raise ValueError(
+                            f"line {node_line(knode)}: mapping key {_quote(knode.value)} already"
+                            f" defined at line {seen[knode.value]}"
+                        )
+                    seen[knode.value] = node_line(knode)
                 if (
                     isinstance(knode, yaml.ScalarNode)
                     and is_plain(knode)
