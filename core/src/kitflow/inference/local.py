@@ -1,6 +1,7 @@
-"""The local backend: unpack each kit once per digest into a cache, score shards in a process
-pool (the model loaded once per worker), retry failed shards, and publish the output file only
-when every shard succeeded. Several kits on the same inputs give a comparison report."""
+"""The local backend: unpack each kit once per digest into a cache, score shards in worker
+subprocesses (the model loaded once per worker; in this process for one shard), retry failed
+shards, and publish the output file only when every shard succeeded. Several kits on the same
+inputs give a comparison report (agreement, per-model latency)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,16 +245,12 @@ def _score_command(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
         io.write_span(task.input_path, task.span, shard_in)
         shard_out.unlink(missing_ok=True)
         started = time.perf_counter()
-        try:
-            run_command(task.entrypoint, shard_in, shard_out, layout, python=task.python)
-        except KitflowError as exc:
-            raise io.RecordError(task.span.line, str(exc)) from exc
+        run_command(task.entrypoint, shard_in, shard_out, layout, python=task.python)
         seconds = time.perf_counter() - started
         predictions = read_command_predictions(shard_out)
         if len(predictions) != task.span.count:
-            raise io.RecordError(
-                task.span.line,
-                f"command wrote {len(predictions)} predictions for {task.span.count} records",
+            raise KitflowError(
+                f"command wrote {len(predictions)} predictions for {task.span.count} records"
             )
         with open(task.output_path, "w", encoding="utf-8") as out:
             batch_records: list[Any] = []
@@ -296,7 +292,7 @@ def score_shard(task: ShardTask) -> ShardOutcome:
         return ShardOutcome(
             task.index, False, seconds=time.perf_counter() - started, message=str(exc)
         )
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # the user's code may call sys.exit()
         return ShardOutcome(
             task.index, False, seconds=time.perf_counter() - started, message=_user_error(exc)
         )
@@ -766,7 +762,12 @@ def _failure(
     else:
         assert report.failed is not None and report.failed.outcome is not None
         state, outcome = report.failed, report.failed.outcome
-        where = f" at {prepared.position(outcome.line)}" if outcome.line is not None else ""
+        span = state.task.span
+        where = (
+            f" at {prepared.position(outcome.line)}"
+            if outcome.line is not None
+            else f" (records {span.start + 1}-{span.start + span.count})"
+        )
         tries = f" after {state.attempts} attempts" if state.attempts > 1 else ""
         label = f" of {kit.reference}" if job.comparison else ""
         message = f"shard {state.task.index}{label} failed{where}{tries}: {outcome.message}"
@@ -878,8 +879,3 @@ def _chain_lines(handles: Sequence[Any]) -> Any:
         for line in handle:
             if line.strip():
                 yield line
-
-
-def new_run_id() -> str:
-    """A short random id for scratch names."""
-    return uuid.uuid4().hex[:12]
