@@ -196,3 +196,28 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     )
     for w in range(workers):
         assert len(store.manifests(f"localhost/own{w}")) == count
+
+
+@pytest.mark.skopeo
+def test_storage_is_an_oci_layout_skopeo_reads(tmp_path: Path) -> None:
+    """skopeo reads kitflow's storage directory as an OCI image layout and verifies each blob."""
+    import shutil
+    import subprocess
+
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        pytest.fail("skopeo is not installed: install the Debian package 'skopeo'", pytrace=False)
+    store = LocalStore(tmp_path / "home")
+    desc = _manifest(store, b"layer for skopeo")
+    store.add_manifest("localhost/sk", desc, "v1")
+    out = tmp_path / "out"
+    subprocess.run(
+        [skopeo, "copy", f"oci:{store.root}", f"dir:{out}"],
+        check=True,
+        capture_output=True,
+    )
+    assert (out / "manifest.json").read_bytes() == store.read_blob(desc)
+    manifest = json.loads(store.read_blob(desc))
+    for child in [manifest["config"], *manifest["layers"]]:
+        hexdigest = child["digest"].split(":")[1]
+        assert (out / hexdigest).read_bytes() == store.read_blob(Descriptor.from_json(child))
