@@ -221,3 +221,11 @@ def test_storage_is_an_oci_layout_skopeo_reads(tmp_path: Path) -> None:
     for child in [manifest["config"], *manifest["layers"]]:
         hexdigest = child["digest"].split(":")[1]
         assert (out / hexdigest).read_bytes() == store.read_blob(Descriptor.from_json(child))
+
+
+def test_blobs_can_be_written_while_holding_the_index_lock(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    with store.lock():
+        desc = store.put_bytes("text/plain", b"inside the lock")
+    assert store.has_blob(desc.digest)
+    assert json.loads((tmp_path / "storage" / "index.json").read_bytes())["manifests"] == []

@@ -91,6 +91,22 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _create_if_absent(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically unless it exists; never replaces another writer's file."""
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -230,16 +246,10 @@ class LocalStore:
             return
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
-        layout = self.root / "oci-layout"
-        if not layout.exists():
-            with self.lock():
-                if not layout.exists():
-                    atomic_write(layout, OCI_LAYOUT_BYTES)
-        index = self.root / "index.json"
-        if not index.exists():
-            with self.lock():
-                if not index.exists():
-                    atomic_write(index, _dumps(self._empty_oras_index()))
+        # Created without the lock (so a caller holding it can still write blobs), but never
+        # over an existing file: hard-linking a finished temp file fails if the name exists.
+        _create_if_absent(self.root / "oci-layout", OCI_LAYOUT_BYTES)
+        _create_if_absent(self.root / "index.json", _dumps(self._empty_oras_index()))
         self._layout_ready = True
 
     @staticmethod
