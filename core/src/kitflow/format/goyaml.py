@@ -89,10 +89,6 @@ def _go_parse_int(text: str, base: int = 0) -> int | None:
     return -value if neg else value
 
 
-def _fits_int(value: int | None) -> bool:
-    return value is not None and _INT64_MIN <= value <= _INT64_MAX
-
-
 def _go_parse_float(text: str) -> float | None:
     """strconv.ParseFloat for decimal text; None on syntax error or overflow (ErrRange)."""
     try:
@@ -545,8 +541,6 @@ class _Emitter:
             self.flow_sequence(items, seq_item=seq_item)
         elif isinstance(node, list):
             self.block_sequence(node, seq_item=seq_item)
-        elif isinstance(node, list | tuple):  # pragma: no cover - defensive
-            self.block_sequence(list(node), seq_item=seq_item)
         elif isinstance(node, _Map):
             if self.flow_level or not node.items:
                 self.flow_mapping(node, seq_item=seq_item)
