@@ -24,6 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TAG = "sentiment:v1"
+VARIANT_TAG = "sentiment:v2"  # character n-grams: the "B" of the A/B comparison
 
 
 def step(title: str) -> None:
@@ -31,13 +32,13 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def train_model() -> float:
+def train_model(features: str = "word", c: float = 10.0) -> float:
     """Run examples/sentiment/train.py's ``train`` (model/model.joblib); returns accuracy."""
     spec = importlib.util.spec_from_file_location("sentiment_train", HERE / "train.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    accuracy: float = module.train(HERE / "data" / "train.csv", HERE / "model")
+    accuracy: float = module.train(HERE / "data" / "train.csv", HERE / "model", c, features)
     return accuracy
 
 
@@ -119,6 +120,24 @@ def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
             print(f"  {answer['prediction']:>8}  {text}")
 
 
+def show_disagreements(inputs: Path, output: Path, limit: int = 3) -> None:
+    """Print the records on which the compared kits disagree."""
+    texts = {}
+    with open(inputs, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                texts[record["id"]] = record["text"]
+    shown = 0
+    with open(output, encoding="utf-8") as fh:
+        for line in fh:
+            answer = json.loads(line)
+            votes = list(answer["predictions"].values())
+            if len(set(votes)) > 1 and shown < limit:
+                print(f"  differ: {' vs '.join(votes)}  {texts.get(answer.get('id'), '')}")
+                shown += 1
+
+
 def argo_dry_run(
     reference: str, inputs: Path, workdir: Path, registry: Any, home: Path
 ) -> Path | None:
@@ -167,26 +186,35 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {}
     started = time.perf_counter()
 
-    step("1. train (TF-IDF + logistic regression on data/train.csv)")
-    accuracy = train_model()
-    print(f"  held-out accuracy {accuracy:.3f}; model written to {HERE / 'model' / 'model.joblib'}")
+    step("1. train: TF-IDF + logistic regression on data/train.csv (word and char variants)")
+    variant_accuracy = train_model("char", 1.0)
+    variant = kitflow.pack(HERE, tag=VARIANT_TAG, home=home)
+    accuracy = train_model("word", 10.0)
+    print(f"  word 1-2 grams: held-out accuracy {accuracy:.3f} (the model we ship)")
+    print(f"  char 2-4 grams: held-out accuracy {variant_accuracy:.3f} (the A/B challenger)")
 
-    step(f"2. pack {HERE.relative_to(ROOT)} as {TAG}")
+    step(f"2. pack {HERE.relative_to(ROOT)} as {TAG} (the challenger as {VARIANT_TAG})")
     packed = kitflow.pack(HERE, tag=TAG, home=home)
     print(f"  {packed.reference} {packed.digest} ({len(packed.layers)} layers, {packed.size} B)")
+    print(f"  {variant.reference} {variant.digest}")
     summary["pack"] = {"reference": packed.reference, "digest": packed.digest}
+    summary["variant"] = {"reference": variant.reference, "digest": variant.digest}
 
     registry_ctx = (
         loopback_registry(workdir / "registry") if not args.no_registry else _none_registry()
     )
     with registry_ctx as registry:
-        reference, options = TAG, None
+        reference, challenger, options = TAG, VARIANT_TAG, None
         if registry is not None:
             step(f"3. push to a registry on loopback ({registry.host})")
             options = RegistryOptions(plain_http=True)
-            reference = f"{registry.host}/demo/sentiment:v1"
+            reference = f"{registry.host}/demo/{TAG}"
+            challenger = f"{registry.host}/demo/{VARIANT_TAG}"
             pushed = kitflow.push(TAG, reference, registry=options, home=home)
             print(f"  pushed {pushed.blobs} blobs, {pushed.bytes_transferred} B -> {reference}")
+            other = kitflow.push(VARIANT_TAG, challenger, registry=options, home=home)
+            skipped = f"{other.blobs_skipped} already there"
+            print(f"  pushed {other.blobs} blobs ({skipped}) -> {challenger}")
             summary["push"] = {"reference": reference, "digest": pushed.digest}
         else:
             step("3. no docker-registry installed: running from the local store")
@@ -209,7 +237,25 @@ def main(argv: list[str] | None = None) -> int:
         show_predictions(inputs, output)
         summary["run"] = result.to_dict()
 
-        step("5. the Argo Workflow that would run the same job (dry run, nothing submitted)")
+        step(f"5. A/B comparison on the same inputs: {TAG} against {VARIANT_TAG}")
+        compared = kitflow.run(
+            [reference, challenger],
+            inputs,
+            workdir / "comparison.jsonl",
+            registry=options,
+            home=home,
+        )
+        comparison = compared.comparison or {}
+        print(
+            f"  agreement {100 * comparison.get('agreement', 0):.0f}% "
+            f"({comparison.get('disagreements', 0)} of {compared.records} differ)"
+        )
+        for model in comparison.get("models", []):
+            print(f"  {model['reference']}: {model['latency_ms_per_record']:.3f} ms/record")
+        show_disagreements(inputs, workdir / "comparison.jsonl")
+        summary["comparison"] = comparison
+
+        step("6. the Argo Workflow that would run the same job (dry run, nothing submitted)")
         pinned = f"{reference.rsplit(':', 1)[0]}@{result.model_digest}"
         workflow_path = argo_dry_run(pinned, inputs, workdir, options, home)
         if workflow_path is not None:

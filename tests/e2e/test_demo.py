@@ -54,6 +54,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # the kit was unpacked once into the throwaway KITOPS_HOME's run cache
     assert (workdir / "kitops" / "cache" / "run" / digest.replace(":", "-") / "Kitfile").is_file()
 
+    comparison = summary["comparison"]
+    assert len(comparison["models"]) == 2
+    assert comparison["models"][1]["digest"] == summary["variant"]["digest"]
+    assert 0.5 <= comparison["agreement"] <= 1.0
+    compared = (workdir / "comparison.jsonl").read_text().splitlines()
+    assert len(compared) == len(inputs)
+    assert len(json.loads(compared[0])["predictions"]) == 2
+
     workflow = json.loads((workdir / "workflow.json").read_text())
     assert workflow["kind"] == "Workflow"
     assert digest in json.dumps(workflow)
