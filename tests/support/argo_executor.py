@@ -5,7 +5,10 @@ It runs a Workflow's DAG on this machine: each pod is a local process running th
 private directory. Supported: DAG templates (``depends`` joined by ``&&``, ``parallelism``,
 fail-fast), ``withParam`` / ``withItems`` fan-out with ``{{item}}`` and ``{{item.key}}``,
 input/output parameters (``valueFrom.path``, ``globalName``, loop aggregation as Argo does it),
-``retryStrategy.limit``, emptyDir and secret volumes, env. Anything else raises
+``retryStrategy.limit``, emptyDir and secret volumes, env, ``workflowTemplateRef``. Fields
+that only place or clean up pods (nodeSelector, tolerations, resources, serviceAccountName,
+imagePullSecrets, podGC, ttlStrategy, activeDeadlineSeconds, retry backoff) are accepted and
+mean nothing on one machine. Anything else raises
 UnsupportedArgo at once, so the tests never pass on a feature the executor only pretends to run.
 """
 

@@ -61,6 +61,13 @@ class ArgoSubmission:
         """JSON-safe form (XCom, trigger kwargs, Prefect state)."""
         return {"name": self.name, "namespace": self.namespace, "url": self.url, "uid": self.uid}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArgoSubmission:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            str(data["name"]), str(data["namespace"]), data.get("url"), str(data.get("uid") or "")
+        )
+
 
 # ----------------------------------------------------------------------------- connections
 

@@ -304,9 +304,15 @@ class KubeWorkflowClient(WorkflowClientBase):
             )
             pods = sorted(p["metadata"]["name"] for p in body.get("items") or [])
         for pod in pods:
-            response = self._http.get(
-                f"/api/v1/namespaces/{ns}/pods/{quote(pod)}/log", params={"container": container}
-            )
+            try:
+                response = self._http.get(
+                    f"/api/v1/namespaces/{ns}/pods/{quote(pod)}/log",
+                    params={"container": container},
+                )
+            except httpx.TransportError as exc:
+                raise ArgoError(
+                    f"cannot reach the Kubernetes API at {self.base_url}: {exc}"
+                ) from exc
             raise_for(response, f"logs of pod {pod}", self.base_url)
             for line in response.text.splitlines():
                 if grep is None or grep in line:
