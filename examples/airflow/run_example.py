@@ -78,6 +78,9 @@ def prepare_environment(work: Path, registry: str | None) -> None:
         {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
+                "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
+            ),
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FILE.parent),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "KITOPS_HOME": str(work / "kitops"),
