@@ -374,3 +374,15 @@ def test_cli_exit_codes(tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixt
         cli_main(["run", str(good), "-i", str(inputs), "--dry-run", "--shards", "2"])
     assert info.value.code == 0
     assert "40 records in 2 shard(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("shards", "parallelism"), [(1, 1), (2, 2)])
+def test_progress_bar_counts_every_record(
+    tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture[str], shards: int, parallelism: int
+) -> None:
+    kit = make_kit(tmp_path / "kit")
+    out = tmp_path / "out.jsonl"
+    run(str(kit), inputs, out, shards=shards, parallelism=parallelism, batch_size=7, progress=True)
+    err = capsys.readouterr().err
+    assert "kitflow run" in err and "40/40" in err
+    assert read_jsonl(out) == expected()
