@@ -156,3 +156,18 @@ def test_bad_ca_is_a_user_error(tmp_path: Path) -> None:
     cfg = load_kubeconfig(_kubeconfig(tmp_path, "https://k8s.example:6443"))
     with pytest.raises(ArgoError, match="certificate authority is not PEM"):
         KubeWorkflowClient(cfg)
+
+
+def test_client_for_picks_the_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kitflow.inference.argo.backend import client_for
+    from kitflow.inference.argo.client import ArgoServerClient
+    from kitflow.options import ArgoOptions
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with client_for(ArgoOptions(server="argo:2746")) as c:
+        assert isinstance(c, ArgoServerClient)
+    config = _kubeconfig(tmp_path, "http://127.0.0.1:1")
+    with client_for(ArgoOptions(kubeconfig=config, namespace="team")) as c:
+        assert isinstance(c, KubeWorkflowClient) and c.namespace == "team"
+    with pytest.raises(ArgoError, match="ARGO_SERVER"), client_for(ArgoOptions()):
+        pass
