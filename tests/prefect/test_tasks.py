@@ -291,3 +291,37 @@ def test_block_objects_as_flow_parameters_are_not_stored_in_clear(
     run = flow_run(flow_run_id(state))
     assert reg.password not in run.model_dump_json()
     assert reg.password not in everything_stored(flow_run_id(state))
+
+
+@flow
+def pull_only(reference: str, credentials: KitRegistryCredentials, home: str) -> Any:
+    return pull_modelkit(reference, credentials=credentials, home=home, return_state=True)
+
+
+@pytest.mark.registry
+def test_pull_by_digest_is_cached_and_credentials_are_not_in_the_key(
+    registry_htpasswd: RunningRegistry, tmp_path: Path
+) -> None:
+    reg = registry_htpasswd
+    kit = make_kit(tmp_path / "kit", weights="pull")
+    repo = unique_repo("pull")
+    reference = reg.ref(repo, "v1")
+    kitflow.pack(kit, tag=reference, home=tmp_path / "a")
+    pushed = kitflow.push(reference, registry=reg.options(concurrency=1), home=tmp_path / "a")
+    pinned = f"{reg.host}/{repo}@{pushed.digest}"
+    home = str(tmp_path / "b")
+    one = credentials_for(reg)
+    other = credentials_for(reg).model_copy(update={"concurrency": 2, "tls_verify": False})
+
+    first = pull_only(pinned, one, home)
+    assert first.is_completed() and first.name != "Cached"
+    # Other credentials (another block, other settings), same content: a cache hit.
+    assert pull_only(pinned, other, home).name == "Cached"
+    # A tag can move: never cached.
+    assert pull_only(reference, one, home).name != "Cached"
+    # Removed from the local store: pulled again.
+    kitflow.remove(pinned, force=True, home=home)
+    again = pull_only(pinned, one, home)
+    assert again.name != "Cached"
+    assert again.result().digest == pushed.digest
+    assert kitflow.inspect(pinned, home=home)["digest"] == pushed.digest

@@ -22,8 +22,9 @@ from kitflow.options import ArgoOptions, RegistryOptions
 from kitflow.results import RunResult
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled
 
 from prefect_kitflow.artifacts import ArtifactSpec, apublish, artifact_key, publish
 from prefect_kitflow.credentials import ArgoServer

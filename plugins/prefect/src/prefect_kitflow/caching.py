@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,36 @@ def pack_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -
         return key
     now = _tag_digest(tag, home) or "absent"
     return key + "-" + hashlib.sha256(now.encode()).hexdigest()[:16]
+
+
+def pull_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str | None:
+    """Cache key of ``pull_modelkit`` for digest-pinned references: the digest + target store.
+
+    Tags move, so a tag reference is never cached. Credentials are not part of the key: the
+    same content pulled with other credentials is the same result. A hit also needs the
+    ModelKit to still be in the local store; if it was removed, the task pulls again.
+    """
+    from kitflow.format.reference import Reference
+
+    try:
+        ref = Reference.parse(str(parameters["reference"]))
+    except (kitflow.KitflowError, KeyError):
+        return None
+    if not ref.digest:
+        return None
+    home = parameters.get("home")
+    pinned = f"{ref.name}@{ref.digest}"
+    material = {"op": "pull", "plugin": __version__, "modelkit": pinned, "home": _home_key(home)}
+    blob = json.dumps(material, sort_keys=True).encode()
+    key = "kitflow-pull-" + hashlib.sha256(blob).hexdigest()
+    store = getattr(context, "result_store", None) if context is not None else None
+    try:
+        recorded = store is not None and store.exists(key)
+    except Exception:  # an unreadable store: let Prefect handle the key as usual
+        return key
+    if recorded:
+        try:
+            kitflow.inspect(pinned, home=home)
+        except kitflow.KitflowError:
+            return f"{key}-refetch-{uuid.uuid4().hex}"  # gone from the store: pull again
+    return key

@@ -33,7 +33,7 @@ from prefect_kitflow.artifacts import (
     record_modelkit_asset,
     split_reference,
 )
-from prefect_kitflow.caching import pack_cache_key
+from prefect_kitflow.caching import pack_cache_key, pull_cache_key
 from prefect_kitflow.credentials import KitRegistryCredentials
 
 PathLike = str | Path
@@ -319,17 +319,24 @@ def _log_pull(result: TransferResult) -> None:
     )
 
 
-@task(name="pull_modelkit", cache_policy=NO_CACHE)
+_PULL_OPTIONS: dict[str, Any] = {"cache_key_fn": pull_cache_key, "persist_result": True}
+
+
+@task(name="pull_modelkit", **_PULL_OPTIONS)
 def pull_modelkit(
     reference: str, credentials: Credentials = None, home: PathLike | None = None
 ) -> TransferResult:
-    """Pull a ModelKit from its registry into the local store, verifying every byte."""
+    """Pull a ModelKit from its registry into the local store, verifying every byte.
+
+    A digest-pinned reference (``registry/repo@sha256:...``) already pulled into the same store
+    is a cache hit, whatever credentials were used; tag references always pull.
+    """
     result = _pull(reference, load_credentials(credentials), home)
     _log_pull(result)
     return result
 
 
-@task(name="apull_modelkit", cache_policy=NO_CACHE)
+@task(name="apull_modelkit", **_PULL_OPTIONS)
 async def apull_modelkit(
     reference: str, credentials: Credentials = None, home: PathLike | None = None
 ) -> TransferResult:
