@@ -336,6 +336,24 @@ class _Decoder:
         self.terror(node, "string")
         return None
 
+    def duplicate_keys(self, node: yaml.MappingNode) -> bool:
+        """Report every pair of keys written with the same text (yaml.v3's check)."""
+        found = False
+        keys = [k for k, _ in node.value]
+        for i, first in enumerate(keys):
+            for later in keys[i + 1 :]:
+                if (
+                    type(first) is type(later)
+                    and first.value == later.value
+                    and isinstance(first, yaml.ScalarNode)
+                ):
+                    found = True
+                    self.problems.append(
+                        f"line {goyaml.node_line(later)}: mapping key {json.dumps(first.value)}"
+                        f" already defined at line {goyaml.node_line(first)}"
+                    )
+        return found
+
     def pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
         """Key/value pairs with ``<<`` merges expanded (explicit keys win)."""
         explicit: list[tuple[yaml.Node, yaml.Node]] = []
@@ -370,25 +388,22 @@ class _Decoder:
             return cls()
         fields = {key: (attr, kind) for key, attr, kind in _FIELDS[type_name]}
         values: dict[str, Any] = {}
-        seen: dict[str, int] = {}
+        if self.duplicate_keys(node):
+            return cls()  # yaml.v3 stops decoding a mapping with repeated keys
+        done: set[str] = set()
         for knode, vnode in self.pairs(node):
+            line = goyaml.node_line(knode)
             if not isinstance(knode, yaml.ScalarNode):
-                self.problems.append(
-                    f"line {goyaml.node_line(knode)}: invalid map key in {type_name}"
-                )
+                self.problems.append(f"line {line}: invalid map key in {type_name}")
                 continue
             key = knode.value
-            line = goyaml.node_line(knode)
-            if key in seen:
-                self.problems.append(
-                    f"line {line}: mapping key {json.dumps(key)} already defined"
-                    f" at line {seen[key]}"
-                )
-                continue
-            seen[key] = line
             if key not in fields:
                 self.problems.append(f"line {line}: field {key} not found in type {type_name}")
                 continue
+            if key in done:  # only possible through a << merge
+                self.problems.append(f"line {line}: field {key} already set in type {type_name}")
+                continue
+            done.add(key)
             attr, kind = fields[key]
             value = self.field(vnode, kind)
             if value is not None:
