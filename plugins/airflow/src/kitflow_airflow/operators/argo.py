@@ -66,8 +66,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
     :param output_path: local path the gathered predictions are written to.
     :param argo_conn_id: ``argo_workflows`` connection (server URL + token, or kubeconfig).
     :param namespace: namespace override; ``image``, ``service_account``, ``registry_secret``,
-        ``pod_resources`` (cpu/memory/gpu), ``node_selector``, ``tolerations``, ``active_deadline_seconds`` likewise
-        override the connection's ArgoOptions.
+        ``pod_resources`` (cpu/memory/gpu), ``node_selector``, ``tolerations``,
+        ``active_deadline_seconds`` likewise override the connection's ArgoOptions.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks.
     :param run_timeout: give up waiting after this many seconds (the Workflow keeps running).
