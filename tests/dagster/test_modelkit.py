@@ -133,7 +133,9 @@ def _corrupt_kitfile(registry: RunningRegistry, reference: str, tag: str) -> str
         config = json.loads(repo.fetch_bytes(config_desc))
         config["model"]["path"] = "../outside"
         config_bytes = json.dumps(config).encode()
-        new_config = Descriptor(config_desc.media_type, sha256_digest(config_bytes), len(config_bytes))
+        new_config = Descriptor(
+            config_desc.media_type, sha256_digest(config_bytes), len(config_bytes)
+        )
         repo.push_bytes(new_config, config_bytes)
         manifest["config"] = new_config.to_json()
         data = json.dumps(manifest).encode()

@@ -7,7 +7,6 @@ joined into one file, scored once, and the predictions split back into one file 
 (output line i answers input line i, so the split is by record counts).
 """
 
-
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -115,7 +114,9 @@ def inference_asset(
     if (inputs is None) == (dataset is None):
         raise KitflowError("inference_asset needs exactly one of inputs= or dataset=")
     if dataset is not None and partitions_def is not None:
-        raise KitflowError("a partitioned inference_asset needs inputs= per partition, not dataset=")
+        raise KitflowError(
+            "a partitioned inference_asset needs inputs= per partition, not dataset="
+        )
     if backend not in BACKENDS:
         raise KitflowError(f"unknown backend {backend!r} (expected local or argo)")
     kit_key = asset_key_of(modelkit) if modelkit is not None else None
@@ -226,4 +227,3 @@ def inference_asset(
         return argo.run_job(context, job, kit.options_for(ref), timeout=timeout)
 
     return _inference
-

@@ -62,7 +62,8 @@ class ModelKitIOManager(dg.ConfigurableIOManager):
         kit = self.kit_registry
         partition = context.partition_key if context.has_partition_key else None
         repo = repository_for(self.repository_prefix, context.asset_key)
-        reference = kit.qualify(f"{repo}:{tag_for('{partition_key}', partition) if partition else 'latest'}")
+        tag = tag_for("{partition_key}", partition) if partition else "latest"
+        reference = kit.qualify(f"{repo}:{tag}")
         with tempfile.TemporaryDirectory(prefix="kitflow-io-") as tmp:
             work = Path(tmp)
             if source.is_dir():

@@ -6,7 +6,6 @@ so repacking unchanged content does not make a new version. ``modelkit_asset_che
 the registry: the tag still resolves to the recorded digest, and the stored Kitfile validates.
 """
 
-
 import os
 import re
 import shutil
@@ -46,7 +45,9 @@ def tag_for(template: str, partition_key: str | None) -> str:
     if "{partition_key}" not in template:
         return template
     if partition_key is None:
-        raise KitflowError(f"tag {template!r} uses {{partition_key}} but the asset is unpartitioned")
+        raise KitflowError(
+            f"tag {template!r} uses {{partition_key}} but the asset is unpartitioned"
+        )
     tag = template.replace("{partition_key}", _TAG_BAD.sub("-", partition_key))
     return tag[:128]
 

@@ -183,9 +183,7 @@ class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> RunResult:
         """``kitflow.api.run`` on the local backend (keyword arguments pass through)."""
         ref = self.qualify(reference)
-        return api.run(
-            ref, input, output, registry=self.options_for(ref), home=self.home, **kwargs
-        )
+        return api.run(ref, input, output, registry=self.options_for(ref), home=self.home, **kwargs)
 
 
 class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -304,7 +302,8 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             while True:
                 status = self.status(submission)
                 if status.phase != last_phase and log is not None:
-                    log.info(f"Argo Workflow {where}: {status.phase or 'Pending'} {status.progress}")
+                    phase = status.phase or "Pending"
+                    log.info(f"Argo Workflow {where}: {phase} {status.progress}")
                 last_phase = status.phase
                 if status.finished:
                     break
