@@ -414,7 +414,7 @@ class _Decoder:
         if kind in ("str", "str!"):
             return self.string(node)
         if kind == "authors":
-            return self.list(node, "[]string", self.string)
+            return self.sequence(node, "[]string", self.string)
         if kind == "any":
             if self.is_null(node):
                 return None
@@ -433,10 +433,12 @@ class _Decoder:
                 return None
             return self.struct(node, type_name)
         if prefix == "list":
-            return self.list(node, f"[]{type_name}", lambda n: self.struct(n, type_name))
+            return self.sequence(node, f"[]{type_name}", lambda n: self.struct(n, type_name))
         raise AssertionError(kind)  # pragma: no cover
 
-    def list(self, node: yaml.Node, go_type: str, item: Callable[[yaml.Node], Any]) -> list[Any]:
+    def sequence(
+        self, node: yaml.Node, go_type: str, item: Callable[[yaml.Node], Any]
+    ) -> list[Any]:
         if self.is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode):
