@@ -287,3 +287,42 @@ def test_sigterm_to_the_flow_process_stops_the_workflow(
     final = flow_run(run.id).state
     assert final is not None and not final.is_completed(), log
     assert ARGO_TOKEN not in log
+
+
+@pytest.mark.registry
+def test_package_and_infer_on_argo_with_saved_blocks(
+    registry: RunningRegistry,
+    argo_server: FakeArgoServer,
+    executor: ArgoExecutor,
+    inputs: Path,
+    tmp_path: Path,
+) -> None:
+    from prefect_kitflow import package_and_infer
+
+    kit = make_kit(tmp_path / "kit", weights="pkg")
+    reference = registry.ref(unique_repo("pkg-argo"), "v1")
+    registry_block(registry).save("argo-test-registry", overwrite=True)
+    argo_block(argo_server).save("argo-test-server", overwrite=True)
+
+    state = package_and_infer(
+        reference,
+        context=str(kit),
+        input=str(inputs),
+        output=str(tmp_path / "out.jsonl"),
+        credentials="argo-test-registry",
+        backend="argo",
+        argo_server="argo-test-server",
+        shards=2,
+        home=str(tmp_path / "home"),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    summary = state.result()
+    digest = summary["pack"]["digest"]
+    assert summary["push"]["digest"] == digest
+    assert summary["run"]["backend"] == "argo"
+    assert summary["run"]["model_digest"] == digest
+    assert summary["run"]["records"] == len(TEXTS)
+    preds = [r["prediction"] for r in read_jsonl(tmp_path / "out.jsonl")]
+    assert preds == [f"pkg:{t.upper()}" for t in TEXTS]
+    assert ARGO_TOKEN not in everything_stored(flow_run_id(state))
