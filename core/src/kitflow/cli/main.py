@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 on success, 1 on a user error with a one-line message."""
     group = build()
     try:
-        group.main(args=argv, prog_name="kitflow", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
+        rc = group.main(args=argv, prog_name="kitflow", standalone_mode=False)
     except KitflowError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Error: interrupted", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":
