@@ -38,6 +38,9 @@ def test_a_kit_is_unpacked_once_per_digest(tmp_path: Path, packed: tuple[Path, s
     assert first.layout.root == cache_dir
     assert (cache_dir / "Kitfile").is_file() and (cache_dir / "model" / "weights.txt").is_file()
     assert local.materialize("demo/echo:v1", home=home).cached
+    (cache_dir / "Kitfile").unlink()  # damaged by hand: unpacked again, not trusted
+    again = local.materialize("demo/echo:v1", home=home)
+    assert not again.cached and (cache_dir / "Kitfile").is_file()
     # nothing half-made is left in the cache
     assert [p.name for p in (home / "cache" / "run").iterdir()] == [cache_dir.name]
 

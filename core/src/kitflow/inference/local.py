@@ -24,6 +24,7 @@ from typing import Any
 from kitflow.errors import InferenceError, KitflowError
 from kitflow.inference import io
 from kitflow.inference.entrypoint import (
+    KITFILE_NAMES,
     KitLayout,
     PythonEntrypoint,
     load_kit_layout,
@@ -108,7 +109,9 @@ def materialize(
     cache = run_cache_dir(home)
     target = cache / _digest_dirname(digest)
     if target.is_dir():
-        return LocalKit(reference, digest, load_kit_layout(target), cached=True)
+        if any((target / name).is_file() for name in KITFILE_NAMES):
+            return LocalKit(reference, digest, load_kit_layout(target), cached=True)
+        shutil.rmtree(target, ignore_errors=True)  # damaged by hand: unpack it again
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
     try:
