@@ -8,6 +8,7 @@ Built on urllib3 for streaming throughput: bodies go out in large blocks and com
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import logging
 import random
@@ -31,7 +32,12 @@ RETRY_AFTER_CAP = 120.0  # longest Retry-After we honour
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 # Exceptions that mean "the connection broke": retry (or resume a download).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (Urllib3Error, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    Urllib3Error,
+    ConnectionError,
+    TimeoutError,
+    http.client.HTTPException,
+)
 
 BodyFactory = Callable[[], Any]
 

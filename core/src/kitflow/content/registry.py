@@ -294,6 +294,12 @@ class Registry:
         finally:
             body.close()
 
+    def fetch_unverified(self, desc: Descriptor) -> _ResumingBody:
+        """The raw (resuming) byte stream of a blob for a caller that hashes and checks it
+        itself before use, as the local store's ``BlobWriter.commit(expected=...)`` does."""
+        check_digest(desc.digest)
+        return _ResumingBody(self, desc)
+
     def open_blob(self, desc: Descriptor, offset: int = 0) -> urllib3.BaseHTTPResponse:
         """GET a blob from ``offset`` (Range) as an unread streaming response (206 or 200)."""
         what = f"blob {desc.digest} from {self.name}"
@@ -541,9 +547,24 @@ class Registry:
         self.session.close()
 
 
-def _blocks(stream: BinaryIO, length: int) -> Iterator[bytes]:
-    """Exactly ``length`` bytes of ``stream`` in large blocks (an upload body, constant memory)."""
+def _blocks(stream: BinaryIO, length: int) -> Iterator[bytes | memoryview]:
+    """Exactly ``length`` bytes of ``stream`` in large blocks (an upload body, constant memory).
+
+    A stream with ``readinto`` (a file) is read into one reused buffer: no per-block allocation,
+    which matters at a GiB (urllib3 sends each block before asking for the next).
+    """
     left = length
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        buffer = bytearray(BLOCK)
+        view = memoryview(buffer)
+        while left > 0:
+            n = readinto(view[: min(BLOCK, left)])
+            if not n:
+                raise KitflowError(f"source ended {left} bytes early while uploading")
+            left -= n
+            yield view[:n]
+        return
     while left > 0:
         data = stream.read(min(BLOCK * 4, left))
         if not data:
@@ -583,7 +604,7 @@ class _ResumingBody:
                 return b""
             try:
                 assert self._resp is not None
-                data = self._resp.read(n)
+                data = self._read_some(n)
             except TRANSIENT_ERRORS as exc:
                 self._resume(type(exc).__name__)
                 continue
@@ -592,6 +613,15 @@ class _ResumingBody:
                 continue
             self.received += len(data)
             return data
+
+    def _read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes with at most one socket read (http.client's ``read1``: no copying
+        through urllib3's buffers); b"" only at the end of the body."""
+        assert self._resp is not None
+        raw = getattr(self._resp, "_fp", None)
+        if raw is not None and hasattr(raw, "read1"):
+            return bytes(raw.read1(n))
+        return bytes(self._resp.read(n))
 
     def _resume(self, reason: str) -> None:
         self.resumes += 1
@@ -629,6 +659,12 @@ class _ResumingBody:
                 self._resp.release_conn()
                 self._resp.close()
             self._resp = None
+
+    def __enter__(self) -> _ResumingBody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._resp is not None:

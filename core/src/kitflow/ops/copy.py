@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from kitflow.content.http import backoff_delay
+from kitflow.content.localstore import LocalStore
 from kitflow.content.registry import Registry, TransientError
 from kitflow.content.target import ReadOnlyTarget, Target
+from kitflow.errors import NotFoundError
 from kitflow.format.descriptor import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor
 
 log = logging.getLogger(__name__)
@@ -252,12 +255,7 @@ def _copy_blob(
     while True:
         attempt += 1
         try:
-            with src.fetch(desc) as stream:
-                body = bar.wrap(stream, desc)
-                if isinstance(dst, Registry):
-                    dst.upload(desc, body)
-                else:
-                    dst.push(desc, body)
+            _transfer(src, dst, desc, bar)
             break
         except TransientError as exc:
             if attempt >= BLOB_ATTEMPTS:
@@ -272,3 +270,114 @@ def _copy_blob(
         stats.created.append(desc)
         if stats.on_created is not None:
             stats.on_created(desc)
+
+
+def _transfer(src: ReadOnlyTarget, dst: Target, desc: Descriptor, bar: _Progress) -> None:
+    """Stream one blob. Reading (and hashing) runs a step ahead of writing in its own thread so
+    the network, the disk and the hash overlap; memory stays at PREFETCH_DEPTH blocks a blob."""
+    store = getattr(dst, "store", None)
+    if isinstance(src, Registry) and isinstance(store, LocalStore):
+        # Registry -> local store: hash once, in the store's writer, checked before the rename.
+        with store.ingest() as writer:
+            with src.fetch_unverified(desc) as body, _Prefetch(body) as ahead:
+                while chunk := ahead.read():
+                    writer.write(chunk)
+                    bar.advance(len(chunk))
+            writer.commit(desc.media_type, expected=desc)
+        return
+    src_store = getattr(src, "store", None)
+    if isinstance(dst, Registry) and isinstance(src_store, LocalStore) and not bar.enabled:
+        # Local store -> registry: the registry hashes what it receives and refuses a blob that
+        # does not match its digest (DigestMismatchError), so the upload is verified without a
+        # second hash here; a plain file is also seekable, so upload() retries it in place.
+        try:
+            fh = open(src_store.blob_path(desc.digest), "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {desc.digest} is missing from local storage") from None
+        with fh:
+            dst.upload(desc, fh)
+        return
+    with src.fetch(desc) as stream, _Prefetch(bar.wrap(stream, desc)) as ahead:
+        if isinstance(dst, Registry):
+            dst.upload(desc, ahead)  # type: ignore[arg-type]
+        else:
+            dst.push(desc, ahead)  # type: ignore[arg-type]
+
+
+PREFETCH_BLOCK = 1024 * 1024
+PREFETCH_DEPTH = 8
+
+
+class _Prefetch:
+    """A background reader: fills a bounded queue with blocks of ``source`` so that the consumer
+    (socket send, hash + disk write) never waits for the producer's I/O and vice versa."""
+
+    _END = object()
+
+    def __init__(self, source: Any, block: int = PREFETCH_BLOCK, depth: int = PREFETCH_DEPTH):
+        self._source = source
+        self._block = block
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._carry = b""
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="kitflow-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(self._block)
+                self._put(data if data else self._END)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1) -> bytes:
+        """The next block (at most ``n`` bytes when n >= 0); b"" at the end."""
+        if self._carry:
+            data, self._carry = self._carry, b""
+        elif self._done:
+            return b""
+        else:
+            item = self._queue.get()
+            if item is self._END:
+                self._done = True
+                return b""
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            data = item
+        if 0 <= n < len(data):
+            data, self._carry = data[:n], data[n:]
+        return bytes(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
