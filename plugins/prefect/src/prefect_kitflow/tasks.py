@@ -109,10 +109,11 @@ def _pack(
 
 def _pack_specs(result: PackResult) -> list[ArtifactSpec]:
     name = result.reference or result.digest
+    repository = split_reference(result.reference)[1] if result.reference else "untagged"
     return [
         ArtifactSpec(
             kind="table",
-            key=artifact_key("modelkit-layers", name.rsplit(":", 1)[0] if result.reference else ""),
+            key=artifact_key("modelkit-layers", repository),
             content=layer_rows(result.layers),
             description=(
                 f"Layers of ModelKit `{name}` (`{result.digest}`), "
