@@ -285,12 +285,13 @@ class Registry:
             return
         body = _ResumingBody(self, desc)
         try:
-            yield VerifyingReader(
-                body,
+            reader = VerifyingReader(
+                body,  # type: ignore[arg-type]
                 desc.digest,
-                desc.size,  # type: ignore[misc]
+                desc.size,
                 what=f"blob {desc.digest} from {self.name}",
             )
+            yield reader  # type: ignore[misc]
         finally:
             body.close()
 
@@ -519,9 +520,8 @@ class Registry:
 
     def list_tags(self, page_size: int | None = None) -> list[str]:
         """Every tag of the repository, following ``Link: <...>; rel="next"`` pages."""
-        url: str | None = f"{self.base}/tags/list"
-        if page_size:
-            url += f"?n={page_size}"
+        first = f"{self.base}/tags/list" + (f"?n={page_size}" if page_size else "")
+        url: str | None = first
         tags: list[str] = []
         seen: set[str] = set()
         while url and url not in seen:

@@ -279,10 +279,9 @@ def _transfer(src: ReadOnlyTarget, dst: Target, desc: Descriptor, bar: _Progress
     if isinstance(src, Registry) and isinstance(store, LocalStore):
         # Registry -> local store: hash once, in the store's writer, checked before the rename.
         with store.ingest() as writer:
-            with src.fetch_unverified(desc) as body, _Prefetch(body) as ahead:
+            with src.fetch_unverified(desc) as body, _Prefetch(bar.wrap(body, desc)) as ahead:
                 while chunk := ahead.read():
                     writer.write(chunk)
-                    bar.advance(len(chunk))
             writer.commit(desc.media_type, expected=desc)
         return
     src_store = getattr(src, "store", None)
