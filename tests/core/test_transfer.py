@@ -282,3 +282,53 @@ def test_layout_written_by_kitflow_is_a_valid_oci_layout(tmp_path):
     back = copy(f"oci:{layout}:v1", "local:lay/back:v9", home=tmp_path)
     assert LocalStore(tmp_path).tags("localhost/lay/back")["v9"].digest == back.digest
     assert Path(layout / "blobs" / "sha256" / back.digest[7:]).is_file()
+
+
+def test_dropped_connections_during_upload_are_retried(registry, fault_proxy, tmp_path):
+    name = f"{fault_proxy.host}/{unique_repo()}"
+    _, mdesc, _ = make_kit(tmp_path, name, "v1", sizes=(300_000,))
+    dropped = fault_proxy.add("reset", method="PUT", path="/blobs/uploads/", times=1)
+    lost_answer = fault_proxy.add("reset_after", method="PUT", path="/manifests/", times=1)
+    result = push(f"{name}:v1", registry=registry.options(), home=tmp_path)
+    assert (dropped.fired, lost_answer.fired) == (1, 1)
+    assert result.retries >= 2
+    assert Registry(name, registry.options()).resolve("v1").digest == mdesc.digest
+
+
+def test_skopeo_and_kitflow_agree_through_token_auth(registry_token, tmp_path):
+    skopeo = _skopeo()
+    name = f"{registry_token.host}/{unique_repo()}"
+    manifest, mdesc, _ = make_kit(tmp_path, name, "v1")
+    push(f"{name}:v1", registry=registry_token.options(), home=tmp_path)
+    creds = f"{registry_token.username}:{registry_token.password}"
+    raw = subprocess.run(
+        [
+            skopeo,
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"--creds={creds}",
+            f"docker://{name}:v1",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert raw == manifest.to_bytes()
+    other = f"{registry_token.host}/{unique_repo()}"
+    subprocess.run(
+        [
+            skopeo,
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"--src-creds={creds}",
+            f"--dest-creds={creds}",
+            f"docker://{name}:v1",
+            f"docker://{other}:v2",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    pulled = pull(f"{other}:v2", registry=registry_token.options(), home=tmp_path / "p")
+    assert pulled.digest == mdesc.digest
