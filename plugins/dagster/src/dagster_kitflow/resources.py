@@ -10,7 +10,8 @@ or the Argo backend's submit / status / collect / stop split. Secrets are plain 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -292,13 +293,19 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         step fails, or ``timeout`` passes, the Workflow is stopped before the step gives up.
         """
         log = context.log if context is not None else None
-        submission = self.submit(job, registry)
-        where = f"{submission.namespace}/{submission.name}"
-        if log is not None:
-            log.info(f"Argo Workflow {where} submitted: {submission.url or '(no UI URL)'}")
         deadline = time.monotonic() + timeout if timeout else None
-        last_phase = None
+        submission: Any = None
         try:
+            # An interrupt while the create call is in flight must not orphan the Workflow:
+            # hold it until the submission is known, then stop the Workflow and re-raise.
+            with _interrupts_held() as interrupted:
+                submission = self.submit(job, registry)
+                if interrupted():
+                    raise _interrupt_error()
+            where = f"{submission.namespace}/{submission.name}"
+            if log is not None:
+                log.info(f"Argo Workflow {where} submitted: {submission.url or '(no UI URL)'}")
+            last_phase = None
             while True:
                 status = self.status(submission)
                 if status.phase != last_phase and log is not None:
@@ -320,7 +327,7 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                     )
                 time.sleep(self.poll_seconds)
         except BaseException as exc:  # DagsterExecutionInterruptedError, failures, timeouts
-            if self.forward_termination:
+            if submission is not None and self.forward_termination:
                 self._stop_quietly(submission, log, type(exc).__name__)
             raise
         return self.collect(submission, job, registry)
@@ -337,6 +344,27 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                     f"Could not stop Argo Workflow {where} ({exc}); "
                     f"stop it with `argo stop -n {submission.namespace} {submission.name}`"
                 )
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[Callable[[], bool]]:
+    """Hold SIGINT/SIGTERM (Dagster's run termination) in the block; yields a function that
+    says whether one arrived (ask it inside the block)."""
+    try:
+        from dagster._utils.interrupts import capture_interrupts, pop_captured_interrupt
+    except ImportError:  # pragma: no cover - Dagster moved its internals: no holding
+        yield lambda: False
+        return
+    with capture_interrupts():
+        yield pop_captured_interrupt
+
+
+def _interrupt_error() -> BaseException:
+    try:
+        from dagster._core.errors import DagsterExecutionInterruptedError
+    except ImportError:  # pragma: no cover
+        return KeyboardInterrupt()
+    return DagsterExecutionInterruptedError()
 
 
 def _run_canceling(context: Any) -> bool:
