@@ -9,6 +9,8 @@ Settings (environment, read when the DAG file is parsed):
   KITFLOW_EXAMPLE_REGISTRY  registry host[:port] to push to (connection ``kitops_registry_default``
                             holds its credentials/TLS); unset: stay in the local store.
   KITFLOW_EXAMPLE_WORKDIR   where training copies and predictions go (default: a temp dir).
+  KITFLOW_EXAMPLE_POLL      seconds between Argo status checks (default 15).
+Argo settings come from the ``argo_default`` connection (or ARGO_SERVER / ARGO_TOKEN / ...).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ WORKDIR = Path(
 )
 REPOSITORY = f"{REGISTRY or 'localhost'}/kitflow/sentiment"
 ALIAS = "modelkit:kitflow/sentiment"
+POLL_SECONDS = float(os.environ.get("KITFLOW_EXAMPLE_POLL") or 15)
 
 # Tags come from the run id; ``oci_tag`` turns "manual__2026-...+00:00" into a valid OCI tag.
 TAG = REPOSITORY + ":{{ run_id | oci_tag }}"
@@ -104,7 +107,7 @@ def _pipeline(argo: bool) -> None:
             shards=2,
             parallelism=2,
             deferrable=True,  # no worker slot held while the Workflow runs
-            poll_interval=15,
+            poll_interval=POLL_SECONDS,
             pod_resources={"cpu": "500m", "memory": "512Mi"},
         )
     else:
