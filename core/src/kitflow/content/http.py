@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -201,6 +202,13 @@ class HttpSession:
             try:
                 resp = self.raw(method, url, headers=hdrs, body=payload, stream=stream)
             except TRANSIENT_ERRORS as exc:
+                tls_problem = _tls_failure(exc)
+                if tls_problem:
+                    raise RegistryError(
+                        f"{host}: {what} failed: {tls_problem}; pass --ca-file with the "
+                        "registry's CA, or --tls-verify=false (or --plain-http for an HTTP "
+                        "registry)"
+                    ) from None
                 if not retry or attempt > self.max_retries:
                     raise RegistryError(
                         f"{host}: {what} failed: connection error after {attempt} attempt(s) "
@@ -233,3 +241,22 @@ def drain(resp: urllib3.BaseHTTPResponse) -> bytes:
     finally:
         resp.release_conn()
     return data or b""
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """A one-line description when ``exc`` is a TLS verification failure (never retried)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({current.verify_message})"
+        if isinstance(current, ssl.SSLError):
+            reason = getattr(current, "reason", None) or type(current).__name__
+            if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"):
+                return "the server does not speak TLS here"
+            return f"TLS handshake failed ({reason})"
+        current = getattr(current, "reason", None) or current.__cause__ or current.__context__
+        if not isinstance(current, BaseException):
+            break
+    return None
