@@ -171,7 +171,7 @@ def test_tls_unknown_ca_is_refused_unless_verification_is_off(registry_tls):
     name = f"{registry_tls.host}/{unique_repo()}"
     desc, data = _blob("tls-verify")
     strict = Registry(name, registry_tls.options(ca_file=None))
-    with pytest.raises(RegistryError, match="not trusted.*--ca-file") as info:
+    with pytest.raises(RegistryError, match=r"not trusted.*--ca-file") as info:
         strict.exists(desc)
     assert registry_tls.host in str(info.value)
     assert strict.session.retries == 0  # a certificate problem is not retried
