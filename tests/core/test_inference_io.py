@@ -180,3 +180,14 @@ def test_find_dataset_file(tmp_path: Path) -> None:
         io.find_dataset_file(tmp_path, "data", "d")
     with pytest.raises(NotFoundError):
         io.find_dataset_file(tmp_path, "missing", "d")
+
+
+def test_count_records_across_block_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(io, "_COPY_CHUNK", 7)  # lines and blank runs straddle every block
+    text = '{"a": 1}\n\n  \n[1, 2, 3]\n\t\n"a long string line"\n\r\n5\n  7  '
+    path = tmp_path / "in.jsonl"
+    path.write_text(text)
+    expected = sum(1 for line in text.split("\n") if line.strip())
+    assert io.count_records(path) == expected == 5

@@ -725,7 +725,9 @@ def run_local(
         tmp = io.temp_path(output)
         try:
             comparison = None
-            if len(runs) == 1:
+            if len(runs) == 1 and len(runs[0].parts) == 1:
+                os.replace(runs[0].parts[0], tmp)  # same directory tree: a rename, no copy
+            elif len(runs) == 1:
                 io.concat_files(runs[0].parts, tmp)
             else:
                 comparison = _merge_comparison(runs, tmp, prepared.records)
