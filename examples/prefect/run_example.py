@@ -78,7 +78,7 @@ def main() -> int:
     try:
         with loopback_registry(workdir) as registry:
             from prefect_kitflow import ArgoServer, KitRegistryCredentials
-            from sentiment_flow import sentiment_flow
+            from sentiment_flow import repack, sentiment_flow
 
             host = registry or "localhost"
             reference = f"{host}/kitflow/sentiment:v1"
@@ -102,6 +102,7 @@ def main() -> int:
                 backend="argo" if args.argo else "local",
                 argo_server=argo,
             )
+            summary["repack"] = repack(summary["project"], reference)
         print_summary(summary)
     finally:
         if not args.keep:
@@ -126,6 +127,8 @@ def print_summary(summary: dict) -> None:
     print("predictions by label: " + ", ".join(f"{k}={v}" for k, v in preds["labels"].items()))
     for row in preds["first"]:
         print("  " + json.dumps(row, sort_keys=True))
+    outcome = "a cache hit, nothing re-packed" if summary["repack"] == "Cached" else "packed again"
+    print(f"packing the unchanged project again: {summary['repack']} ({outcome})")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,11 @@ def sentiment_flow(
     project = prepare_project(workdir)
     accuracy = train_model(project)
     packed = pack_modelkit(project, tag=reference, home=home)
-    summary: dict[str, Any] = {"accuracy": accuracy, "modelkit": packed.to_dict()}
+    summary: dict[str, Any] = {
+        "accuracy": accuracy,
+        "project": project,
+        "modelkit": packed.to_dict(),
+    }
     kit = pinned(reference, packed.digest)  # exactly this ModelKit, whatever the tag says later
     if push:
         pushed = push_modelkit(kit, reference, credentials=credentials, home=home)
@@ -100,6 +104,13 @@ def sentiment_flow(
     summary["run"] = result.to_dict()
     summary["predictions"] = predictions_summary(output)
     return summary
+
+
+@flow(name="sentiment-repack")
+def repack(project: str, reference: str, home: str | None = None) -> str:
+    """Pack the same project again: unchanged inputs are a cache hit (the state's name)."""
+    state = pack_modelkit(project, tag=reference, home=home, return_state=True)
+    return str(state.name)
 
 
 def predictions_summary(output: Path) -> dict[str, Any]:
