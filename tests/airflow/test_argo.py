@@ -229,6 +229,8 @@ def test_deferrable_operator_end_to_end(
     pushed_kit: str,
     inputs: Path,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     argo_conn.state.controller = executor.run
     store = StateStore()
@@ -262,6 +264,9 @@ def test_deferrable_operator_end_to_end(
     ]
     assert ArgoWorkflowLink().get_link(resumed, ti_key=None) == url  # type: ignore[arg-type]
     assert ARGO_TOKEN not in json.dumps(result)
+    logs = caplog.text + "".join(capsys.readouterr())
+    assert "Submitted Workflow" in logs
+    assert ARGO_TOKEN not in logs
 
 
 def test_retry_reattaches_to_the_running_workflow_and_reuses_a_finished_one(

@@ -30,7 +30,7 @@ class ArgoWorkflowLink(BaseOperatorLink):
         try:
             from airflow.sdk.bases.xcom import BaseXCom
 
-            value = BaseXCom.get_value(ti_key=ti_key, key=WORKFLOW_XCOM_KEY)
+            value = BaseXCom.get_value(ti_key=ti_key, key=WORKFLOW_XCOM_KEY)  # type: ignore[arg-type]
         except Exception:
             return ""
         if isinstance(value, dict) and value.get("url"):

@@ -57,7 +57,7 @@ class ArgoWorkflowTrigger(BaseTrigger):
         timeout: float | None = None,
         cancel_on_kill: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.submission = dict(submission)
         self.argo_conn_id = argo_conn_id
         self.poll_interval = poll_interval
@@ -84,7 +84,7 @@ class ArgoWorkflowTrigger(BaseTrigger):
         )
 
     def _event(self, status: str, message: str, workflow: dict[str, Any] | None) -> TriggerEvent:
-        return TriggerEvent(
+        return TriggerEvent(  # type: ignore[no-untyped-call]
             {
                 "status": status,
                 "message": message,
