@@ -386,3 +386,51 @@ def test_progress_bar_counts_every_record(
     err = capsys.readouterr().err
     assert "kitflow run" in err and "40/40" in err
     assert read_jsonl(out) == expected()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupting_a_run_kills_its_workers_and_writes_nothing(tmp_path: Path, how: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    started = tmp_path / "started"
+    started.mkdir()
+    kit = make_kit(
+        tmp_path / "kit",
+        f"""
+        import os, time
+        def predict(model, records):
+            open(os.path.join({str(started)!r}, str(os.getpid())), "w").close()
+            time.sleep(60)
+            return records
+        """,
+    )
+    inputs = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "out.jsonl"
+    script = (
+        "import sys\n"
+        "from kitflow.inference.runner import run\n"
+        f"run({str(kit)!r}, {str(inputs)!r}, {str(out)!r}, shards=2, parallelism=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.name) for p in started.iterdir()]
+    assert len(workers) == 2
+    proc.send_signal(getattr(signal, how))  # SIGKILL: no cleanup code runs in the runner
+    assert proc.wait(timeout=30) != 0
+    for pid in workers:
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"worker {pid} outlived the interrupted run")
+    assert not out.exists()
+    if how == "SIGINT":  # the scratch directory is removed on the way out
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "kit", "started"]

@@ -343,14 +343,17 @@ def execute(
     progress: ProgressFn | None = None,
     python: str | None = None,
 ) -> ExecutionReport:
-    """Score ``tasks``: in this process when ``parallelism`` is 1 (or there is one shard),
-    else in worker subprocesses (``python``, default this interpreter). A failed shard is
-    retried up to ``retries`` times; once one has no attempts left the rest are stopped."""
+    """Score ``tasks``: in this process when ``parallelism`` is 1 (or there is one shard) and
+    there is no timeout, else in worker subprocesses (``python``, default this interpreter).
+    A failed shard is retried up to ``retries`` times; once one has no attempts left, or the
+    time is up, or the caller is interrupted, the workers are killed."""
     states = [_ShardState(task) for task in tasks]
     report = ExecutionReport(states=states)
     started = time.perf_counter()
     deadline = started + timeout if timeout else None
-    if python is None and (parallelism <= 1 or len(tasks) <= 1):
+    # In this process only when nothing needs to be stopped from outside: a timeout must be
+    # able to kill a shard mid-batch, and an isolated environment is another interpreter.
+    if python is None and timeout is None and (parallelism <= 1 or len(tasks) <= 1):
         _execute_inline(report, retries, deadline, progress)
     else:
         _execute_workers(report, max(1, parallelism), retries, deadline, progress, python)
@@ -516,7 +519,12 @@ def _execute_workers(
                             return
                         worker = _Worker(interpreter, env)
                         live.add(worker)
-                outcome, usable = worker.score(state.task, progress)
+                try:
+                    outcome, usable = worker.score(state.task, progress)
+                except Exception as exc:  # never leave the scheduler waiting for an answer
+                    worker.kill()
+                    outcome = ShardOutcome(state.task.index, False, message=_user_error(exc))
+                    usable = False
                 if not usable:
                     with lock:
                         live.discard(worker)
@@ -538,6 +546,7 @@ def _execute_workers(
     for thread in threads:
         thread.start()
     outstanding = len(report.states)
+    finished = False
     try:
         while outstanding:
             remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
@@ -556,11 +565,12 @@ def _execute_workers(
             else:
                 state.attempts += 1
                 work.put(state)
+        finished = True
     finally:
         stopping.set()
         for _ in threads:
             work.put(None)
-        if report.failed is not None or report.timed_out:
+        if not finished:  # a shard failed for good, time is up, or we were interrupted
             with lock:
                 for worker in list(live):
                     worker.kill()

@@ -64,10 +64,30 @@ def _private_stdout() -> IO[str]:
     return os.fdopen(protocol_fd, "w", buffering=1, encoding="utf-8")
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this worker when the runner dies (even by SIGKILL or
+    an unhandled SIGTERM), so no orphan keeps scoring."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the runner died before prctl took effect
+        os._exit(1)
+
+
 def main() -> int:
     """Serve tasks until stdin closes."""
     from kitflow.inference import local
 
+    _die_with_parent()
     channel = _private_stdout()
 
     class _Progress:
