@@ -434,3 +434,12 @@ def test_interrupting_a_run_kills_its_workers_and_writes_nothing(tmp_path: Path,
     assert not out.exists()
     if how == "SIGINT":  # the scratch directory is removed on the way out
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "kit", "started"]
+
+
+def test_output_must_be_a_new_file(tmp_path: Path, inputs: Path) -> None:
+    kit = make_kit(tmp_path / "kit")
+    with pytest.raises(KitflowError, match="is a directory"):
+        run(str(kit), inputs, tmp_path)
+    with pytest.raises(KitflowError, match="is the input file"):
+        run(str(kit), inputs, inputs)
+    assert len(read_jsonl(inputs)) == 40

@@ -666,6 +666,10 @@ def run_local(
         )
     output = job.output or _default_output(input_file)
     output = output if output.is_absolute() else Path.cwd() / output
+    if output.is_dir():
+        raise KitflowError(f"--output {output} is a directory; name the file to write")
+    if output.exists() and output.resolve() == input_file.resolve():
+        raise KitflowError(f"--output {output} is the input file; write predictions elsewhere")
 
     with io.scratch_dir(output) as work:
         tick = time.perf_counter()
