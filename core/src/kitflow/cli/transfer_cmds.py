@@ -189,10 +189,9 @@ def tags_cmd(
     as_json: bool,
 ) -> None:
     """List the tags of a registry repository (REGISTRY/REPOSITORY), following pagination."""
-    from kitflow.format.reference import Reference
-    from kitflow.ops.transfer import Remotes
+    from kitflow.ops.transfer import Remotes, registry_reference
 
-    ref = Reference.parse(repository)
+    ref = registry_reference(repository, "repository")
     remotes = Remotes(registry, home)
     try:
         tags = remotes.get(ref.name).list_tags(page_size=page_size)

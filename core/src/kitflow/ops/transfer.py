@@ -60,7 +60,8 @@ class _Endpoint:
     label: str
 
 
-def _registry_ref(text: str, what: str) -> Reference:
+def registry_reference(text: str, what: str) -> Reference:
+    """Parse a reference that must name a registry (not kit's default ``localhost``)."""
     ref = Reference.parse(text)
     if ref.registry == DEFAULT_REGISTRY:
         raise KitflowError(
@@ -84,7 +85,7 @@ def _endpoint(text: str, remotes: Remotes, home: PathLike | None, what: str) -> 
         ref = Reference.parse(text[6:])
         tag = ref.digest or ref.tag
         return _Endpoint(LocalStore(home).repo(ref.name), tag, ref.extra_tags, str(ref))
-    ref = _registry_ref(text, what)
+    ref = registry_reference(text, what)
     return _Endpoint(remotes.get(ref.name), ref.digest or ref.tag, ref.extra_tags, str(ref))
 
 
@@ -118,7 +119,7 @@ def push(
 ) -> TransferResult:
     """Push a ModelKit from the local store to its registry (or to ``destination``)."""
     src_ref = Reference.parse(reference)
-    dst_ref = _registry_ref(destination or reference, "destination")
+    dst_ref = registry_reference(destination or reference, "destination")
     src = LocalStore(home).repo(src_ref.name)
     remotes = Remotes(registry, home)
     try:
@@ -152,7 +153,7 @@ def pull(
     progress: bool = False,
 ) -> TransferResult:
     """Pull a ModelKit into the local store; an interrupted pull leaves the store as it was."""
-    ref = _registry_ref(reference, "reference")
+    ref = registry_reference(reference, "reference")
     remotes = Remotes(registry, home)
     store = LocalStore(home)
     try:
