@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from kitflow.format.reference import Reference
+from kitflow.format.reference import DEFAULT_REGISTRY, Reference
 from kitflow.results import LayerInfo, PackResult, RunResult, TransferResult
 
 PREVIEW_LINES = 5
@@ -21,7 +21,11 @@ PREVIEW_LINES = 5
 
 def pinned(reference: str, digest: str) -> str:
     """``registry/repository@digest``: exactly this ModelKit, whatever its tag says later."""
-    return str(Reference.parse(reference).with_digest(digest))
+    ref = Reference.parse(reference)
+    # kit's default registry is implicit: "repo@digest", never "localhost/repo@digest" (which
+    # kit would read as repository "localhost/repo").
+    name = ref.repository if ref.registry == DEFAULT_REGISTRY else ref.name
+    return f"{name}@{digest}"
 
 
 def layers_table(layers: Sequence[LayerInfo]) -> dg.TableMetadataValue:

@@ -18,7 +18,13 @@ from typing import Any
 import dagster as dg
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 from kitflow.errors import KitflowError
-from kitflow.format.kitfile import KITFILE_NAMES, find_kitfile, parse_kitfile, validate_kitfile
+from kitflow.format.kitfile import (
+    find_kitfile,
+    layer_entries,
+    load_kitfile,
+    parse_kitfile,
+    validate_kitfile,
+)
 
 from dagster_kitflow.metadata import modelkit_metadata, pinned, recorded_value
 from dagster_kitflow.resources import KitRegistryResource
@@ -72,6 +78,10 @@ def stage_path(source: Path, dest: Path) -> None:
 
 
 def _place_value(value: Any, dest: Path, input_name: str) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    elif dest.exists() or dest.is_symlink():
+        dest.unlink()
     if isinstance(value, str | os.PathLike):
         stage_path(Path(value), dest)
     elif isinstance(value, bytes):
@@ -97,17 +107,25 @@ def staged_context(
         assert context_dir is not None
         yield context_dir, kitfile
         return
+    chosen = kitfile or (find_kitfile(context_dir) if context_dir is not None else None)
+    if chosen is None:
+        raise KitflowError("modelkit_asset needs a Kitfile: give kitfile= or context_dir=")
     scratch.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="modelkit-", dir=scratch))
     try:
-        if context_dir is not None:
-            stage_path(context_dir, root)
-        chosen = kitfile or (find_kitfile(context_dir) if context_dir is not None else None)
-        if chosen is None:
-            raise KitflowError("modelkit_asset needs a Kitfile: give kitfile= or context_dir=")
         staged_kitfile = root / "Kitfile"
-        if not staged_kitfile.exists():
-            shutil.copy2(chosen, staged_kitfile)
+        shutil.copy2(chosen, staged_kitfile)
+        if context_dir is not None:
+            # Only what the Kitfile packs (and .kitignore) is staged, minus what upstream
+            # assets provide.
+            provided = [PurePosixPath(rel) for rel, _ in values.values()]
+            wanted = [e.clean_path for e in layer_entries(load_kitfile(chosen))] + [".kitignore"]
+            for rel in dict.fromkeys(wanted):
+                path = PurePosixPath(rel)
+                if any(path == p or p in path.parents for p in provided):
+                    continue
+                if (context_dir / rel).exists():
+                    stage_path(context_dir / rel, root / rel)
         for name, (rel, value) in values.items():
             _place_value(value, root / _safe_relpath(rel), name)
         yield root, staged_kitfile
@@ -294,7 +312,6 @@ def modelkit_asset_checks(
 
 
 __all__ = [
-    "KITFILE_NAMES",
     "asset_key_of",
     "modelkit_asset",
     "modelkit_asset_checks",

@@ -85,12 +85,13 @@ class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def qualify(self, reference: str) -> str:
         """``reference`` with this resource's registry when it names none (kit's rule: a first
-        component with a dot, a port or ``localhost`` is a registry)."""
+        component with a dot or a port is a registry). Without a registry it stays as given:
+        kit keys ``repo:tag`` under its default ``localhost``."""
         first, sep, _ = reference.partition("/")
-        has_registry = bool(sep) and ("." in first or ":" in first or first == "localhost")
-        if has_registry:
+        has_registry = bool(sep) and ("." in first or ":" in first)
+        if has_registry or not self.host:
             return reference
-        return f"{self.host or LOCAL_REGISTRY}/{reference}"
+        return f"{self.host}/{reference}"
 
     def options_for(self, reference: str) -> RegistryOptions:
         """``get_options()`` after checking that credentials only go to their own registry."""
