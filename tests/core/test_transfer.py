@@ -332,3 +332,19 @@ def test_skopeo_and_kitflow_agree_through_token_auth(registry_token, tmp_path):
     )
     pulled = pull(f"{other}:v2", registry=registry_token.options(), home=tmp_path / "p")
     assert pulled.digest == mdesc.digest
+
+
+def test_http_proxy_from_the_environment(registry, fault_proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"http://{fault_proxy.host}")
+    monkeypatch.setenv("http_proxy", f"http://{fault_proxy.host}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    name = f"{registry.host}/{unique_repo()}"
+    _, mdesc, _ = make_kit(tmp_path, name, "v1")
+    assert push(f"{name}:v1", registry=registry.options(), home=tmp_path).digest == mdesc.digest
+    assert fault_proxy.requests("PUT", "/manifests/v1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    fault_proxy.clear()
+    pull(f"{name}:v1", registry=registry.options(), home=tmp_path / "p")
+    assert not fault_proxy.log

@@ -15,6 +15,8 @@ import random
 import ssl
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -134,6 +136,9 @@ class HttpSession:
             kwargs["cert_file"] = str(opts.client_cert)
             kwargs["key_file"] = str(opts.client_key) if opts.client_key else None
         self._pool = urllib3.PoolManager(**kwargs)
+        self._pool_kwargs = kwargs
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._env_proxies = {k.lower(): v for k, v in urllib.request.getproxies().items()}
         self.max_retries = max(0, opts.retries)
         self._lock = threading.Lock()
         self.retries = 0
@@ -153,6 +158,23 @@ class HttpSession:
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.clear()
+        for manager in self._proxies.values():
+            manager.clear()
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        """The direct pool, or a proxy pool when HTTP(S)_PROXY applies (NO_PROXY respected)."""
+        if not self._env_proxies:
+            return self._pool
+        parsed = urllib.parse.urlsplit(url)
+        proxy = self._env_proxies.get(parsed.scheme)
+        if not proxy or urllib.request.proxy_bypass(parsed.netloc):
+            return self._pool
+        manager = self._proxies.get(proxy)
+        if manager is None:
+            kwargs = dict(self._pool_kwargs)
+            kwargs.pop("num_pools", None)
+            manager = self._proxies[proxy] = urllib3.ProxyManager(proxy, num_pools=8, **kwargs)
+        return manager
 
     def raw(
         self,
@@ -164,7 +186,7 @@ class HttpSession:
         stream: bool = False,
     ) -> urllib3.BaseHTTPResponse:
         """One attempt, no retries (connection errors propagate)."""
-        return self._pool.request(
+        return self._manager(url).request(
             method,
             url,
             headers=dict(headers or {}),
