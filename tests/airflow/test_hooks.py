@@ -72,7 +72,7 @@ def test_qualify_prefixes_only_references_without_a_registry(
     assert hook.qualify("team/model:v1") == "reg.example.com/team/model:v1"
     assert hook.qualify("model:v1") == "reg.example.com/model:v1"
     assert hook.qualify("ghcr.io/org/model:v1") == "ghcr.io/org/model:v1"
-    assert hook.qualify("localhost/model:v1") == "localhost/model:v1"
+    assert hook.qualify("localhost:5000/model:v1") == "localhost:5000/model:v1"
     assert hook.qualify("127.0.0.1:5000/model@sha256:" + "a" * 64).startswith("127.0.0.1:5000/")
 
 

@@ -36,15 +36,13 @@ REGISTRY = os.environ.get("KITFLOW_EXAMPLE_REGISTRY") or None
 WORKDIR = Path(
     os.environ.get("KITFLOW_EXAMPLE_WORKDIR") or Path(tempfile.gettempdir()) / "kitflow-airflow"
 )
-REPOSITORY = f"{REGISTRY or 'localhost'}/kitflow/sentiment"
+REPOSITORY = f"{REGISTRY}/kitflow/sentiment" if REGISTRY else "kitflow/sentiment"
 ALIAS = "modelkit:kitflow/sentiment"
 POLL_SECONDS = float(os.environ.get("KITFLOW_EXAMPLE_POLL") or 15)
 
 # Tags come from the run id; ``oci_tag`` turns "manual__2026-...+00:00" into a valid OCI tag.
 TAG = REPOSITORY + ":{{ run_id | oci_tag }}"
 RUN_DIR = str(WORKDIR) + "/{{ run_id | oci_tag }}"
-PUSHED = "{{ ti.xcom_pull(task_ids='push_modelkit')['reference'] }}"
-PACKED = "{{ ti.xcom_pull(task_ids='pack_modelkit')['reference'] }}"
 
 
 @task
@@ -89,14 +87,13 @@ def _pipeline(argo: bool) -> None:
     context_dir = train_model(run_dir=RUN_DIR)
     pack = KitPackOperator(task_id="pack_modelkit", context_dir=context_dir, tag=TAG)
     last: Any = pack
-    reference = PACKED
     if REGISTRY:
-        push = KitPushOperator(task_id="push_modelkit", reference=PACKED, asset_alias=ALIAS)
+        push = KitPushOperator(task_id="push_modelkit", reference=TAG, asset_alias=ALIAS)
         pack >> push
-        last, reference = push, PUSHED
+        last = push
     common: dict[str, Any] = {
         "task_id": "batch_inference",
-        "reference": reference,
+        "reference": TAG,
         "input_path": str(SENTIMENT / "data" / "inputs.jsonl"),
         "output_path": RUN_DIR + "/predictions.jsonl",
     }

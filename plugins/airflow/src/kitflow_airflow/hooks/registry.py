@@ -60,10 +60,10 @@ def registry_options_from_connection(conn: Connection) -> RegistryOptions:
 
 
 def _has_registry(reference: str) -> bool:
-    # kit's rule: the first path component names a registry when it has a dot or a port,
-    # or is "localhost"; otherwise the reference is relative to the default registry.
+    # kit's rule: the first path component names a registry when it has a dot or a port
+    # (so "localhost/x" is the repository "localhost/x" in the default registry).
     first, sep, _ = reference.partition("/")
-    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+    return bool(sep) and ("." in first or ":" in first)
 
 
 class KitRegistryHook(BaseHook):
