@@ -309,3 +309,19 @@ def test_login_api_verifies_before_storing(registry_token, tmp_path):
             options=RegistryOptions(plain_http=True),
         )
     assert not credentials_path(tmp_path / "2").exists()
+
+
+def test_cross_repository_mount_with_token_auth(registry_token, tmp_path):
+    from kitflow.ops.transfer import copy
+
+    name = f"{registry_token.host}/{unique_repo()}"
+    _, mdesc, _ = make_kit(tmp_path, name, "v1")
+    push(f"{name}:v1", registry=registry_token.options(), home=tmp_path)
+    target = f"{registry_token.host}/{unique_repo()}"
+    before = len(registry_token.token_server.requests)
+    result = copy(f"{name}:v1", f"{target}:v1", registry=registry_token.options(), home=tmp_path)
+    assert result.blobs_mounted == 3 and result.bytes_transferred == 0
+    scopes = [r["scope"] for r in registry_token.token_server.requests[before:]]
+    src_repo, dst_repo = name.split("/", 1)[1], target.split("/", 1)[1]
+    assert [f"repository:{dst_repo}:pull,push", f"repository:{src_repo}:pull"] in scopes
+    assert Registry(target, registry_token.options()).resolve("v1").digest == mdesc.digest
