@@ -220,7 +220,7 @@ def _never_ending(server: FakeArgoServer) -> None:
 
 
 @pytest.mark.registry
-@pytest.mark.parametrize("how", ["run-canceled", "interrupt"])
+@pytest.mark.parametrize("how", ["run-canceled", "interrupt", "timeout"])
 def test_terminating_the_run_stops_the_workflow(
     how: str,
     kit_ref: str,
@@ -237,7 +237,11 @@ def test_terminating_the_run_stops_the_workflow(
         tmp_path / "in.jsonl", [{"id": 1, "text": "hello"}, {"id": 2, "text": "x"}]
     )
     preds = inference_asset(
-        name="stuck_predictions", reference=kit_ref, inputs=inputs, backend="argo"
+        name="stuck_predictions",
+        reference=kit_ref,
+        inputs=inputs,
+        backend="argo",
+        timeout=1.0 if how == "timeout" else None,
     )
     resources = {
         "kit_registry": KitRegistryResource(registry=registry.host, plain_http=True),
@@ -248,7 +252,7 @@ def test_terminating_the_run_stops_the_workflow(
         _wait_for_workflow(argo_server)
         if how == "interrupt":  # what a run worker gets when the run is terminated
             os.kill(os.getpid(), signal.SIGINT)
-        else:  # the run is marked canceling (terminate from the UI, in-process executors)
+        elif how == "run-canceled":  # terminate from the UI with in-process executors
             (run,) = instance.get_runs(limit=1)
             instance.report_run_canceling(run)
 

@@ -90,7 +90,7 @@ def inference_asset(
     batch_size: int = 256,
     retries: int = 1,
     timeout: float | None = None,
-    partitions_def: dg.PartitionsDefinition | None = None,  # type: ignore[type-arg]
+    partitions_def: dg.PartitionsDefinition | None = None,
     registry_resource_key: str = "kit_registry",
     argo_resource_key: str = "argo",
     key_prefix: str | Sequence[str] | None = None,

@@ -154,7 +154,7 @@ def modelkit_asset(
     key_prefix: str | Sequence[str] | None = None,
     group_name: str | None = None,
     deps: Sequence[Any] | None = None,
-    partitions_def: dg.PartitionsDefinition | None = None,  # type: ignore[type-arg]
+    partitions_def: dg.PartitionsDefinition | None = None,
     description: str | None = None,
     owners: Sequence[str] | None = None,
     tags: Mapping[str, str] | None = None,
