@@ -44,15 +44,8 @@ RECORDS = [{"id": "a", "text": "good"}, {"id": "b", "text": "bad"}, {"id": "c", 
 def credentials_for(reg: RunningRegistry) -> KitRegistryCredentials:
     """A block for the htpasswd registry (its password is the secret these tests hunt for)."""
     assert reg.username and reg.password
-    # concurrency=1: the core's Basic-auth challenge handling races when several blob uploads
-    # start unauthenticated at once (a 401 seen after another thread learnt "basic" is taken
-    # as a rejection); reported to the registry owner.
     return KitRegistryCredentials(
-        registry=reg.host,
-        username=reg.username,
-        password=reg.password,
-        plain_http=True,
-        concurrency=1,
+        registry=reg.host, username=reg.username, password=reg.password, plain_http=True
     )
 
 
@@ -307,11 +300,11 @@ def test_pull_by_digest_is_cached_and_credentials_are_not_in_the_key(
     repo = unique_repo("pull")
     reference = reg.ref(repo, "v1")
     kitflow.pack(kit, tag=reference, home=tmp_path / "a")
-    pushed = kitflow.push(reference, registry=reg.options(concurrency=1), home=tmp_path / "a")
+    pushed = kitflow.push(reference, registry=reg.options(), home=tmp_path / "a")
     pinned = f"{reg.host}/{repo}@{pushed.digest}"
     home = str(tmp_path / "b")
     one = credentials_for(reg)
-    other = credentials_for(reg).model_copy(update={"concurrency": 2, "tls_verify": False})
+    other = credentials_for(reg).model_copy(update={"concurrency": 1, "tls_verify": False})
 
     first = pull_only(pinned, one, home)
     assert first.is_completed() and first.name != "Cached"
