@@ -320,6 +320,22 @@ def test_polling_mode_waits_on_the_worker(
     assert result["records"] == 9 and result["phase"] == "Succeeded"
 
 
+def test_single_record_inference_returns_the_prediction(
+    argo_conn: FakeArgoServer, executor: ArgoExecutor, pushed_kit: str, tmp_path: Path
+) -> None:
+    argo_conn.state.controller = executor.run
+    op = ArgoInferenceOperator(
+        task_id="one",
+        reference=pushed_kit,
+        record={"id": "q", "text": "single"},
+        deferrable=False,
+        poll_interval=0.05,
+    )
+    result = op.execute(context_for(StateStore()))
+    assert result["workflow_name"].startswith("kitflow-single-")
+    assert result["records"] == 1 and result["prediction"] == "w9:SINGLE"
+
+
 def test_failed_workflow_fails_the_task_with_the_node_message(
     argo_conn: FakeArgoServer, pushed_kit: str, inputs: Path, tmp_path: Path
 ) -> None:

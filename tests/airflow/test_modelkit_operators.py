@@ -104,6 +104,16 @@ def test_pack_push_pull_unpack_run(
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert [r["prediction"] for r in rows] == [f"w7:T{i}" for i in range(7)]
 
+    single = KitRunOperator(
+        task_id="one",
+        reference=f"{repo}:v1",
+        record={"id": "q1", "text": "{{ params.text }}"},
+        home=str(tmp_path / "home-c"),
+    )
+    single.render_template_fields(context={"params": {"text": "hello"}})
+    one = single.execute(context={})
+    assert one["records"] == 1 and one["prediction"] == "w7:HELLO"
+
 
 def test_push_sets_extra_on_plain_oci_asset_outlets(
     registry: RunningRegistry, echo_kit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -22,6 +22,7 @@ from kitflow.options import Resources
 from kitflow_airflow.hooks.argo import ArgoHook
 from kitflow_airflow.links import WORKFLOW_XCOM_KEY, ArgoWorkflowLink
 from kitflow_airflow.operators._base import KitBaseOperator, no_retry_for_invalid_input
+from kitflow_airflow.operators._single import record_files, with_prediction
 from kitflow_airflow.triggers.argo import (
     ArgoWorkflowTrigger,
     submission_from_dict,
@@ -75,6 +76,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         the worker; ``"keep"`` leaves it running (a retry re-attaches).
     :param cancel_on_kill: stop the Workflow when a user kills the deferred task.
     :param durable: keep the submitted Workflow in the task state store (Airflow 3.3).
+    :param record: single inference: score this one record (one step, its prediction comes
+        back as an output parameter) and put its ``prediction`` in the XCom.
     """
 
     external_id_key = WORKFLOW_XCOM_KEY
@@ -86,6 +89,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         "entrypoint",
         "namespace",
         "image",
+        "record",
         "home",
     )
     operator_extra_links = (ArgoWorkflowLink(),)
@@ -117,6 +121,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         run_timeout: float | None = None,
         on_kill_action: str = "stop",
         cancel_on_kill: bool = True,
+        record: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -147,6 +152,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         self.run_timeout = run_timeout
         self.on_kill_action = on_kill_action
         self.cancel_on_kill = cancel_on_kill
+        self.record = record
+        self._io: tuple[str | None, str | None] | None = None
         self.workflow_url: str | None = None
         self._submission: Any = None
         self._result: dict[str, Any] | None = None
@@ -179,11 +186,17 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
             if isinstance(self.reference, str)
             else [hook.qualify(r) for r in self.reference]
         )
+        if self._io is None:
+            self._io = (self.input_path, self.output_path)
+            if self.record is not None:
+                with no_retry_for_invalid_input():
+                    self._io = record_files(self.record, self.output_path)
+        source, output = self._io
         with no_retry_for_invalid_input():
             return build_job(
                 refs,
-                self.input_path,
-                self.output_path,
+                source,
+                output,
                 shards=self.shards,
                 parallelism=self.parallelism,
                 entrypoint=self.entrypoint,
@@ -218,7 +231,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
             out.setdefault("workflow_name", submission["name"])
             out["workflow_namespace"] = out.get("workflow_namespace") or submission["namespace"]
             out["workflow_url"] = out.get("workflow_url") or submission.get("url")
-            self._result = out
+            self._result = with_prediction(out)
         return self._result
 
     # --- ResumableJobMixin ------------------------------------------------------------------

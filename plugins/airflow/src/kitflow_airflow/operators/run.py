@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from kitflow import api
 
 from kitflow_airflow.operators._base import KitBaseOperator
+from kitflow_airflow.operators._single import record_files, with_prediction
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,6 +22,7 @@ class KitRunOperator(KitBaseOperator):
     :param input_path: input file (JSON Lines, CSV or Parquet); or give ``dataset``.
     :param output_path: where the predictions go (JSON Lines, one line per input line).
     :param entrypoint: override of the Kitfile's ``model.parameters.inference``.
+    :param record: score this one record instead of a file; its ``prediction`` is in the XCom.
     :return: XCom: RunResult dict (output, records, model_digest, shards, seconds, ...).
     """
 
@@ -30,6 +32,7 @@ class KitRunOperator(KitBaseOperator):
         "output_path",
         "dataset",
         "entrypoint",
+        "record",
         "home",
     )
 
@@ -46,6 +49,7 @@ class KitRunOperator(KitBaseOperator):
         batch_size: int = 256,
         retries_per_shard: int = 1,
         run_timeout: float | None = None,
+        record: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,6 +63,7 @@ class KitRunOperator(KitBaseOperator):
         self.batch_size = batch_size
         self.retries_per_shard = retries_per_shard
         self.run_timeout = run_timeout
+        self.record = record
 
     def references(self) -> str | list[str]:
         """The reference(s), qualified with the connection's registry."""
@@ -69,11 +74,14 @@ class KitRunOperator(KitBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run on the local backend and return the RunResult as a dict."""
+        source, output = self.input_path, self.output_path
+        if self.record is not None:
+            source, output = self.call(record_files, self.record, output)
         result = self.call(
             api.run,
             self.references(),
-            self.input_path,
-            self.output_path,
+            source,
+            output,
             backend="local",
             shards=self.shards,
             parallelism=self.parallelism,
@@ -92,4 +100,4 @@ class KitRunOperator(KitBaseOperator):
             result.seconds,
             result.output,
         )
-        return result.to_dict()
+        return with_prediction(result.to_dict())
