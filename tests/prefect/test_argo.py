@@ -326,3 +326,39 @@ def test_package_and_infer_on_argo_with_saved_blocks(
     preds = [r["prediction"] for r in read_jsonl(tmp_path / "out.jsonl")]
     assert preds == [f"pkg:{t.upper()}" for t in TEXTS]
     assert ARGO_TOKEN not in everything_stored(flow_run_id(state))
+
+
+@pytest.mark.registry
+def test_failed_workflow_fails_the_task_with_the_node_message(
+    kit_ref: str,
+    inputs: Path,
+    registry: RunningRegistry,
+    argo_server: FakeArgoServer,
+    tmp_path: Path,
+) -> None:
+    from kitflow.errors import WorkflowFailed
+    from support.argo_fake import failed_steps
+
+    argo_server.state.default_steps = failed_steps("shard 0, record 3: ValueError: bad text")
+    task = run_argo_inference.with_options(retries=1, retry_delay_seconds=0)
+
+    @flow
+    def failing() -> Any:
+        return task(
+            kit_ref,
+            inputs,
+            tmp_path / "out.jsonl",
+            argo_server=argo_block(argo_server),
+            credentials=registry_block(registry),
+            poll_seconds=0.1,
+        )
+
+    state = failing(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(WorkflowFailed, match="record 3: ValueError: bad text"):
+        state.result()
+    # The job names the Workflow, so the retry re-attached to the failed one (no second run)
+    # and nothing was stopped: it had already ended.
+    assert len(argo_server.state.objects) == 1
+    assert not workflow_paths(argo_server, "PUT", "/stop")
+    assert not (tmp_path / "out.jsonl").exists()
