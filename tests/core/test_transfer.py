@@ -348,3 +348,41 @@ def test_http_proxy_from_the_environment(registry, fault_proxy, tmp_path, monkey
     fault_proxy.clear()
     pull(f"{name}:v1", registry=registry.options(), home=tmp_path / "p")
     assert not fault_proxy.log
+
+
+def test_interrupted_pull_resumes_with_range_next_time(registry, fault_proxy, tmp_path):
+    real = f"{registry.host}/{unique_repo()}"
+    _, mdesc, blobs = make_kit(tmp_path / "src", real, "v1", sizes=(400_000,))
+    push(f"{real}:v1", registry=registry.options(), home=tmp_path / "src")
+    layer = next(d for d, b in blobs.items() if len(b) == 400_000)
+    name = f"{fault_proxy.host}/{real.split('/', 1)[1]}"
+    home = tmp_path / "dst"
+    fault_proxy.add("truncate", method="GET", path=f"/blobs/{layer}", keep=150_000, times=1)
+    with pytest.raises(RegistryError, match="broke"):
+        pull(f"{name}:v1", registry=registry.options(retries=0), home=home)
+    store = LocalStore(home)
+    assert not store.has_blob(layer) and not store.has_blob(mdesc.digest)
+    assert store.tags(name) == {}
+    [partial] = list(store.ingest_dir.iterdir())
+    assert partial.stat().st_size == 150_000
+    fault_proxy.clear()
+    result = pull(f"{name}:v1", registry=registry.options(), home=home)
+    assert result.digest == mdesc.digest
+    ranged = [e.headers.get("Range") for e in fault_proxy.requests("GET", f"/blobs/{layer}")]
+    assert ranged == ["bytes=150000-"]
+    assert store.blob_path(layer).read_bytes() == blobs[layer]
+    assert not list(store.ingest_dir.iterdir())
+
+
+def test_corrupt_partial_from_an_earlier_pull_is_discarded(registry, tmp_path):
+    name = f"{registry.host}/{unique_repo()}"
+    _, mdesc, blobs = make_kit(tmp_path / "src", name, "v1", sizes=(200_000,))
+    push(f"{name}:v1", registry=registry.options(), home=tmp_path / "src")
+    layer = next(d for d, b in blobs.items() if len(b) == 200_000)
+    store = LocalStore(tmp_path / "dst")
+    store.ingest_dir.mkdir(parents=True)
+    (store.ingest_dir / f"kitflow-pull-{layer[7:]}.partial").write_bytes(b"garbage" * 1000)
+    assert pull(f"{name}:v1", registry=registry.options(), home=tmp_path / "dst").digest == (
+        mdesc.digest
+    )
+    assert store.blob_path(layer).read_bytes() == blobs[layer]

@@ -295,11 +295,11 @@ class Registry:
         finally:
             body.close()
 
-    def fetch_unverified(self, desc: Descriptor) -> _ResumingBody:
-        """The raw (resuming) byte stream of a blob for a caller that hashes and checks it
-        itself before use, as the local store's ``BlobWriter.commit(expected=...)`` does."""
+    def fetch_unverified(self, desc: Descriptor, offset: int = 0) -> _ResumingBody:
+        """The raw (resuming) byte stream of a blob from ``offset``, for a caller that hashes
+        and checks it itself before use (the pull path does, before the rename into place)."""
         check_digest(desc.digest)
-        return _ResumingBody(self, desc)
+        return _ResumingBody(self, desc, offset)
 
     def open_blob(self, desc: Descriptor, offset: int = 0) -> urllib3.BaseHTTPResponse:
         """GET a blob from ``offset`` (Range) as an unread streaming response (206 or 200)."""
@@ -577,12 +577,23 @@ class _ResumingBody:
     """A blob download that survives breaks: on a connection error or a short body it asks for
     the rest with ``Range: bytes=<received>-`` (or skips ahead if the registry ignores Range)."""
 
-    def __init__(self, registry: Registry, desc: Descriptor) -> None:
+    def __init__(self, registry: Registry, desc: Descriptor, offset: int = 0) -> None:
         self.registry = registry
         self.desc = desc
-        self.received = 0
+        self.received = offset
         self.resumes = 0
-        self._resp: urllib3.BaseHTTPResponse | None = registry.open_blob(desc)
+        self._resp: urllib3.BaseHTTPResponse | None = self._open(offset)
+
+    def _open(self, offset: int) -> urllib3.BaseHTTPResponse:
+        resp = self.registry.open_blob(self.desc, offset)
+        if resp.status == 200 and offset:  # the registry ignored Range: skip what we have
+            skip = offset
+            while skip:
+                chunk = resp.read(min(skip, BLOCK))
+                if not chunk:
+                    break
+                skip -= len(chunk)
+        return resp
 
     def readable(self) -> bool:
         return True
@@ -643,15 +654,7 @@ class _ResumingBody:
         )
         registry.session.count_retry()
         time.sleep(delay)
-        resp = registry.open_blob(self.desc, self.received)
-        if resp.status == 200 and self.received:
-            skip = self.received
-            while skip:
-                chunk = resp.read(min(skip, BLOCK))
-                if not chunk:
-                    break
-                skip -= len(chunk)
-        self._resp = resp
+        self._resp = self._open(self.received)
 
     def _release(self) -> None:
         if self._resp is not None:

@@ -8,8 +8,12 @@ blob it references is confirmed. push, pull and copy are all this function.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -22,7 +26,7 @@ from kitflow.content.http import backoff_delay
 from kitflow.content.localstore import LocalStore
 from kitflow.content.registry import Registry, TransientError
 from kitflow.content.target import ReadOnlyTarget, Target
-from kitflow.errors import NotFoundError
+from kitflow.errors import DigestMismatchError, NotFoundError
 from kitflow.format.descriptor import DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor
 
 log = logging.getLogger(__name__)
@@ -92,10 +96,10 @@ class _Progress:
                 total=total, unit="B", unit_scale=True, desc=label, position=0, leave=True
             )
 
-    def wrap(self, stream: BinaryIO, desc: Descriptor) -> BinaryIO:
+    def wrap(self, stream: Any, desc: Descriptor) -> Any:
         if not self.enabled:
             return stream
-        return _CountingStream(stream, self, desc)  # type: ignore[return-value]
+        return _CountingStream(stream, self, desc)
 
     def bar(self, desc: Descriptor) -> Any:
         with self._lock:
@@ -277,7 +281,9 @@ def _transfer(src: ReadOnlyTarget, dst: Target, desc: Descriptor, bar: _Progress
     the network, the disk and the hash overlap; memory stays at PREFETCH_DEPTH blocks a blob."""
     store = getattr(dst, "store", None)
     if isinstance(src, Registry) and isinstance(store, LocalStore):
-        # Registry -> local store: hash once, in the store's writer, checked before the rename.
+        if _pull_into_store(src, store, desc, bar):
+            return
+        # Another process is pulling the same blob: our own private copy, via the store's writer.
         with store.ingest() as writer:
             with src.fetch_unverified(desc) as body, _Prefetch(bar.wrap(body, desc)) as ahead:
                 while chunk := ahead.read():
@@ -301,6 +307,70 @@ def _transfer(src: ReadOnlyTarget, dst: Target, desc: Descriptor, bar: _Progress
             dst.upload(desc, ahead)  # type: ignore[arg-type]
         else:
             dst.push(desc, ahead)  # type: ignore[arg-type]
+
+
+def _pull_into_store(
+    src: Registry, store: LocalStore, desc: Descriptor, bar: _Progress, fresh: bool = False
+) -> bool:
+    """Download a blob into ``storage/ingest/kitflow-pull-<hex>.partial``, resuming (Range) what
+    an earlier interrupted pull left there, hash it once and rename it into ``blobs/`` only if it
+    matches ``desc``. Returns False when another process holds that partial file."""
+    store.ingest_dir.mkdir(parents=True, exist_ok=True)
+    store.blobs_dir.mkdir(parents=True, exist_ok=True)
+    partial = store.ingest_dir / f"kitflow-pull-{desc.digest.split(':', 1)[1]}.partial"
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+    with os.fdopen(fd, "r+b") as fh:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        hasher = hashlib.sha256()
+        have = 0
+        size = 0 if fresh else os.fstat(fd).st_size
+        if size > desc.size:
+            size = 0
+        while have < size:  # re-hash what an interrupted pull left, then continue after it
+            data = fh.read(min(PREFETCH_BLOCK * 4, size - have))
+            if not data:
+                break
+            hasher.update(data)
+            have += len(data)
+        fh.seek(have)
+        fh.truncate(have)
+        if have:
+            log.info("blob %s: resuming at byte %d of %d", desc.digest, have, desc.size)
+        try:
+            with src.fetch_unverified(desc, have) as body, _Prefetch(bar.wrap(body, desc)) as ahead:
+                while chunk := ahead.read():
+                    hasher.update(chunk)
+                    fh.write(chunk)
+            fh.flush()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                fh.flush()
+                if fh.tell() == 0:
+                    partial.unlink()
+            raise
+        actual = "sha256:" + hasher.hexdigest()
+        written = fh.tell()
+        if actual != desc.digest or written != desc.size:
+            partial.unlink()
+            if have and not fresh:  # the kept part may be what is wrong: start over once
+                log.info(
+                    "blob %s: resumed content did not verify; downloading it again", desc.digest
+                )
+                fresh_retry = True
+            else:
+                raise DigestMismatchError(
+                    f"blob {desc.digest} from {src.name} hashes to {actual} ({written} bytes), "
+                    f"expected {desc.size} bytes; not stored"
+                )
+        else:
+            fresh_retry = False
+            os.replace(partial, store.blob_path(desc.digest))
+    if fresh_retry:
+        return _pull_into_store(src, store, desc, bar, fresh=True)
+    return True
 
 
 PREFETCH_BLOCK = 1024 * 1024

@@ -152,7 +152,9 @@ def pull(
     home: PathLike | None = None,
     progress: bool = False,
 ) -> TransferResult:
-    """Pull a ModelKit into the local store; an interrupted pull leaves the store as it was."""
+    """Pull a ModelKit into the local store. An interrupted pull leaves the store as it was
+    (no blob, manifest or tag of it appears); a blob cut off mid-way stays as a partial file in
+    ``storage/ingest`` and the next pull continues it with a Range request, as kit does."""
     ref = registry_reference(reference, "reference")
     remotes = Remotes(registry, home)
     store = LocalStore(home)
