@@ -191,3 +191,49 @@ def test_count_records_across_block_boundaries(
     path.write_text(text)
     expected = sum(1 for line in text.split("\n") if line.strip())
     assert io.count_records(path) == expected == 5
+
+
+@pytest.mark.parametrize("block", [5, 16, 1 << 20])
+def test_reading_across_blocks_with_odd_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    monkeypatch.setattr(io, "_COPY_CHUNK", block)
+    lines = [
+        '{"id": 1, "text": "a fairly long line that spans several small blocks"}',
+        "",
+        "   ",
+        '{"id": 2}\r',  # CRLF
+        '  {"id": 3}  ',  # spaces around
+        '"plain"',
+        "",
+        '{"id": 4, "text": "h\\u00e9llo"}',
+        "[1, 2]",  # last line without a newline
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines))
+    prepared = io.prepare_input(path)
+    assert prepared.records == 6
+    expected = [
+        (1, {"id": 1, "text": "a fairly long line that spans several small blocks"}),
+        (4, {"id": 2}),
+        (5, {"id": 3}),
+        (6, "plain"),
+        (8, {"id": 4, "text": "héllo"}),
+        (9, [1, 2]),
+    ]
+    for shards in (1, 2, 4):
+        got = []
+        for span in io.plan_shards(prepared, shards):
+            for line_numbers, records in io.iter_batches(path, span, 2):
+                got.extend(zip(line_numbers, records, strict=True))
+        assert got == expected
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n{"a": 3}\n')
+    span = io.plan_shards(io.prepare_input(path), 1)[0]
+    with pytest.raises(io.RecordError) as info:
+        list(io.iter_batches(path, span, 10))
+    assert info.value.line == 2
+    assert "not UTF-8" in info.value.message

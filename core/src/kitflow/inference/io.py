@@ -277,34 +277,61 @@ def iter_records(path: Path, span: ShardSpan) -> Iterator[tuple[int, Any]]:
 def iter_batches(
     path: Path, span: ShardSpan, batch_size: int
 ) -> Iterator[tuple[list[int], list[Any]]]:
-    """The records of ``span`` in batches: ``(line numbers, records)`` (the hot loop of local
-    scoring: one pass over the bytes, the C scanner per line)."""
+    """The records of ``span`` in batches: ``(line numbers, records)``. This is the hot loop of
+    local scoring: 1 MiB blocks cut at line ends, decoded once, the C scanner per line, and
+    the exact (slow) parser only for lines the fast path does not take."""
     scan = _SCAN
     remaining = span.count
     line_no = span.line - 1
     lines: list[int] = []
     records: list[Any] = []
+    carry = b""
     with open(path, "rb") as fh:
         fh.seek(span.offset)
-        for raw in fh:
-            line_no += 1
+        while remaining:
+            chunk = fh.read(_COPY_CHUNK)
+            if chunk:
+                data = carry + chunk
+                cut = data.rfind(b"\n") + 1
+                block, carry = data[:cut], data[cut:]
+                if not block:
+                    continue  # a line longer than the block: read on
+            else:
+                block, carry = carry, b""  # the last line has no newline
+                if not block:
+                    break
             try:
-                text = raw.decode("utf-8")
-                value, end = scan(text, 0)
-                if end != len(text) and not text[end:].isspace():
-                    raise ValueError(end)
-            except (StopIteration, ValueError):  # also UnicodeDecodeError
-                if not raw.strip():
-                    continue  # a blank line is not a record
-                value = parse_line(raw, line_no)  # slow path: exact error (or odd spacing)
-            lines.append(line_no)
-            records.append(value)
-            remaining -= 1
-            if len(records) >= batch_size or remaining == 0:
-                yield lines, records
-                lines, records = [], []
-                if remaining == 0:
-                    return
+                texts = block.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                texts = None
+            raws = block.split(b"\n") if texts is None else None
+            count = len(texts) if texts is not None else len(raws or [])
+            if block.endswith(b"\n"):
+                count -= 1  # the empty string after the last newline
+            for index in range(count):
+                line_no += 1
+                try:
+                    if texts is None:
+                        raise ValueError("not UTF-8")
+                    text = texts[index]
+                    value, end = scan(text, 0)
+                    if end != len(text) and not text[end:].isspace():
+                        raise ValueError(end)
+                except (StopIteration, ValueError):
+                    if raws is None:
+                        raws = block.split(b"\n")
+                    raw = raws[index]
+                    if not raw.strip():
+                        continue  # a blank line is not a record
+                    value = parse_line(raw, line_no)  # exact error, or odd spacing
+                lines.append(line_no)
+                records.append(value)
+                remaining -= 1
+                if len(records) >= batch_size or remaining == 0:
+                    yield lines, records
+                    lines, records = [], []
+                    if remaining == 0:
+                        return
     if remaining:
         raise KitflowError(f"{path} ended early (changed while running?)")
 
@@ -334,16 +361,18 @@ def write_predictions(
 ) -> None:
     """Write one output line per record (same order); the same text as
     ``dumps(output_record(record, prediction, id_field))``, built without the dict."""
-    encode = dumps
-    key = "{" + encode(id_field) + ":"
+    encode_str = _ENCODE_STR
+    key = "{" + dumps(id_field) + ":"
+    keep_id = id_field != "prediction"
     parts = []
     for record, prediction in zip(records, predictions, strict=True):
-        if isinstance(record, dict) and id_field in record and id_field != "prediction":
-            parts.append(
-                key + encode(record[id_field]) + ',"prediction":' + encode(prediction) + "}"
-            )
+        answer = encode_str(prediction) if type(prediction) is str else dumps(prediction)
+        if keep_id and type(record) is dict and id_field in record:
+            ident = record[id_field]
+            ident_text = encode_str(ident) if type(ident) is str else dumps(ident)
+            parts.append(key + ident_text + ',"prediction":' + answer + "}")
         else:
-            parts.append('{"prediction":' + encode(prediction) + "}")
+            parts.append('{"prediction":' + answer + "}")
     parts.append("")
     out.write("\n".join(parts))
 

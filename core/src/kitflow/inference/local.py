@@ -167,6 +167,7 @@ class ShardOutcome:
     predict_seconds: float = 0.0
     line: int | None = None
     message: str = ""
+    load_seconds: float = 0.0  # importing the entrypoint and load(), when this attempt did it
 
 
 # Per-process cache of loaded models: (kit root, entrypoint path) -> (entrypoint, model).
@@ -213,8 +214,10 @@ def _locate_failure(
     return io.RecordError(lines[0], f"{_user_error(exc)} (batch {span})")
 
 
-def _score_python(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
+def _score_python(task: ShardTask, progress: ProgressFn) -> tuple[int, float, float]:
+    loading = time.perf_counter()
     entry, model = _loaded(task)
+    load_seconds = time.perf_counter() - loading
     predict = entry.predict
     count = 0
     predict_seconds = 0.0
@@ -237,10 +240,10 @@ def _score_python(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
                 raise io.RecordError(lines[0], f"prediction is not JSON: {exc}") from exc
             count += len(records)
             progress(len(records))
-    return count, predict_seconds
+    return count, predict_seconds, load_seconds
 
 
-def _score_command(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
+def _score_command(task: ShardTask, progress: ProgressFn) -> tuple[int, float, float]:
     layout = KitLayout(task.kit_root, task.kitfile)
     shard_in = task.output_path.with_suffix(".in.jsonl")
     shard_out = task.output_path.with_suffix(".cmd.jsonl")
@@ -268,7 +271,7 @@ def _score_command(task: ShardTask, progress: ProgressFn) -> tuple[int, float]:
                     batch_records, batch_predictions = [], []
             io.write_predictions(out, batch_records, batch_predictions, task.id_field)
         progress(task.span.count)
-        return task.span.count, seconds
+        return task.span.count, seconds, 0.0
     finally:
         shard_in.unlink(missing_ok=True)
         shard_out.unlink(missing_ok=True)
@@ -280,9 +283,9 @@ def score_shard(task: ShardTask) -> ShardOutcome:
     started = time.perf_counter()
     try:
         if task.entrypoint.kind == "python":
-            count, predict_seconds = _score_python(task, _report)
+            count, predict_seconds, load_seconds = _score_python(task, _report)
         else:
-            count, predict_seconds = _score_command(task, _report)
+            count, predict_seconds, load_seconds = _score_command(task, _report)
     except io.RecordError as exc:
         return ShardOutcome(
             task.index,
@@ -305,6 +308,7 @@ def score_shard(task: ShardTask) -> ShardOutcome:
         records=count,
         seconds=time.perf_counter() - started,
         predict_seconds=predict_seconds,
+        load_seconds=load_seconds,
     )
 
 
@@ -332,6 +336,11 @@ class ExecutionReport:
     def predict_seconds(self) -> float:
         """Time spent inside ``predict`` (or the command), summed over shards."""
         return sum(s.outcome.predict_seconds for s in self.states if s.outcome and s.outcome.ok)
+
+    @property
+    def load_seconds(self) -> float:
+        """Time spent importing entrypoints and in ``load``, summed over shards."""
+        return sum(s.outcome.load_seconds for s in self.states if s.outcome and s.outcome.ok)
 
 
 def execute(
@@ -750,6 +759,7 @@ def run_local(
             tmp.unlink(missing_ok=True)
         timings["write"] = round(time.perf_counter() - tick, 6)
         timings["predict"] = round(sum(r.report.predict_seconds for r in runs), 6)
+        timings["load"] = round(sum(r.report.load_seconds for r in runs), 6)
 
     return RunResult(
         output=output,
