@@ -203,6 +203,9 @@ def test_argo_partition_range_is_one_workflow(
     assert mat.metadata["records"].value == 6
     stored = [repr(r) for r in instance.all_logs(result.run_id)]
     assert not any(ARGO_TOKEN in s for s in stored)
+    token = ARGO_TOKEN.encode()
+    on_disk = Path(instance.root_directory).rglob("*")
+    assert not [p for p in on_disk if p.is_file() and token in p.read_bytes()]
 
 
 def _wait_for_workflow(server: FakeArgoServer, timeout: float = 60.0) -> tuple[str, str]:

@@ -34,6 +34,12 @@ def text(mat: dg.AssetMaterialization, key: str) -> Any:
     return mat.metadata[key].value
 
 
+def files_containing(root: Path, needle: str) -> list[Path]:
+    """Files under ``root`` whose bytes contain ``needle``."""
+    data = needle.encode()
+    return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
+
+
 def check_results(result: dg.ExecuteInJobResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -236,6 +242,11 @@ def test_password_never_reaches_dagster_storage(
     run = instance.get_run_by_id(result.run_id)
     stored.append(repr(run))
     assert stored and not any(registry_htpasswd.password in s for s in stored)
+    # Nor anywhere on disk under the instance: event log and run databases, compute logs.
+    root = Path(instance.root_directory)
+    digest = result.asset_materializations_for_node("private_kit")[0].metadata["digest"].value
+    assert files_containing(root, digest)  # the scan does see what Dagster stored
+    assert not files_containing(root, registry_htpasswd.password)
     assert registry_htpasswd.password not in repr(resource.get_options())
 
 

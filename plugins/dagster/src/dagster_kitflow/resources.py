@@ -250,11 +250,15 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     # ------------------------------------------------------------------ the split, thin
 
-    def submit(self, job: Any, registry: RegistryOptions | None = None) -> Any:
-        """``backend.submit``: push the inputs and create (or re-attach to) the Workflow."""
+    def submit(
+        self, job: Any, registry: RegistryOptions | None = None, *, rerun_failed: bool = True
+    ) -> Any:
+        """``backend.submit``: push the inputs and create the Workflow, or re-attach to the one
+        this job already made; one that ended Failed/Error is made again (a new materialization
+        must not inherit an old failure)."""
         from kitflow.inference.argo import backend
 
-        return backend.submit(job, self.get_options(), registry)
+        return backend.submit(job, self.get_options(), registry, rerun_failed=rerun_failed)
 
     def status(self, submission: Any) -> Any:
         """``backend.status``: phase, message, finished, progress."""
