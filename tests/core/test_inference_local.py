@@ -443,3 +443,17 @@ def test_output_must_be_a_new_file(tmp_path: Path, inputs: Path) -> None:
     with pytest.raises(KitflowError, match="is the input file"):
         run(str(kit), inputs, inputs)
     assert len(read_jsonl(inputs)) == 40
+
+
+def test_the_kits_batch_size_applies_unless_the_caller_chooses(tmp_path: Path) -> None:
+    kit = make_kit(
+        tmp_path / "kit",
+        "def predict(m, records):\n    return [len(records)] * len(records)\n",
+        inference={"entrypoint": "src/predict.py", "batchSize": 4},
+    )
+    inputs = write_jsonl(tmp_path / "in.jsonl", list(range(10)))
+    out = tmp_path / "out.jsonl"
+    run(str(kit), inputs, out)
+    assert [line["prediction"] for line in read_jsonl(out)] == [4] * 8 + [2] * 2
+    run(str(kit), inputs, out, batch_size=5)
+    assert [line["prediction"] for line in read_jsonl(out)] == [5] * 10

@@ -25,6 +25,9 @@ FORMAT_BY_SUFFIX: dict[str, InputFormat] = {
     ".pq": "parquet",
 }
 
+#: Records per ``predict`` call unless the caller or the kit (``batchSize``) says otherwise.
+DEFAULT_BATCH_SIZE = 256
+
 #: Placeholders a command entrypoint may use; each is replaced by a path when the command runs.
 COMMAND_PLACEHOLDERS = ("{input}", "{output}", "{model}", "{kit}")
 
@@ -182,7 +185,7 @@ class InferenceJob:
     output: Path | None = None
     shards: int | None = None
     parallelism: int | None = None
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     retries: int = 1  # extra attempts per shard after the first
     entrypoint: EntrypointSpec | None = None  # override of the Kitfile's entrypoint
     resources: Resources = field(default_factory=Resources)

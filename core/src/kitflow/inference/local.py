@@ -33,7 +33,7 @@ from kitflow.inference.entrypoint import (
     resolve_entrypoint,
     run_command,
 )
-from kitflow.inference.job import EntrypointSpec, InferenceJob
+from kitflow.inference.job import DEFAULT_BATCH_SIZE, EntrypointSpec, InferenceJob
 from kitflow.options import RegistryOptions
 from kitflow.results import RunResult, ShardStatus
 
@@ -640,6 +640,14 @@ def default_parallelism() -> int:
 MIN_BATCHES_PER_SHARD = 8
 
 
+def kit_batch_size(requested: int, entry: EntrypointSpec) -> int:
+    """The batch size for one kit: the kit's ``batchSize`` (model.parameters.inference) unless
+    the caller asked for something other than the default."""
+    if entry.batch_size and requested == DEFAULT_BATCH_SIZE:
+        return entry.batch_size
+    return requested
+
+
 def plan_shard_count(records: int, shards: int | None, parallelism: int, batch_size: int) -> int:
     """Shards to cut: the user's number, else one per worker, each with at least
     MIN_BATCHES_PER_SHARD batches (so small inputs run in one shard, in this process)."""
@@ -721,7 +729,7 @@ def run_local(
                         kit_root=kit.layout.root,
                         kitfile=kit.layout.kitfile,
                         entrypoint=entry,
-                        batch_size=batch_size,
+                        batch_size=kit_batch_size(job.batch_size, entry),
                         id_field=job.inputs.id_field,
                         python=python,
                     )
