@@ -99,7 +99,7 @@ class EntrypointSpec:
 
     @classmethod
     def _from_mapping(cls, value: Mapping[str, Any], source: str) -> EntrypointSpec:
-        known = {"entrypoint", "command", "requirements", "batchSize", "batch_size", "idField"}
+        known = {"entrypoint", "command", "requirements", "batchSize", "batch_size"}
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
             raise KitflowError(
