@@ -19,7 +19,7 @@ import pytest
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_kitflow import ArgoResource, KitRegistryResource, inference_asset, modelkit_asset
 from support.argo_executor import ArgoExecutor
-from support.argo_fake import ARGO_TOKEN, FakeArgoServer
+from support.argo_fake import ARGO_TOKEN, FakeArgoServer, failed_steps
 from support.inference_kits import make_kit, read_jsonl, write_jsonl
 from support.registry import RunningRegistry, unique_repo
 
@@ -274,3 +274,40 @@ def test_terminating_the_run_stops_the_workflow(
     workflow = argo_server.state.objects[(ns, name)]
     assert workflow["spec"].get("shutdown") == "Stop"
     assert any(m == "PUT" and p.endswith(f"/{name}/stop") for m, p, _ in argo_server.requests)
+
+
+@pytest.mark.registry
+def test_failed_workflow_fails_the_step_and_is_rerun_next_time(
+    kit_ref: str,
+    registry: RunningRegistry,
+    argo_server: FakeArgoServer,
+    kit_home: Path,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_ARGO_TOKEN", ARGO_TOKEN)
+    argo_server.state.default_steps = failed_steps("OOMKilled (exit code 137)")
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
+    output = tmp_path / "out.jsonl"
+    preds = inference_asset(
+        name="flaky_predictions", reference=kit_ref, inputs=inputs, output=output, backend="argo"
+    )
+    resources = {
+        "kit_registry": KitRegistryResource(registry=registry.host, plain_http=True),
+        "argo": argo_resource(argo_server),
+    }
+    failed = dg.materialize([preds], resources=resources, instance=instance, raise_on_error=False)
+    assert not failed.success
+    failure = failed.get_step_failure_events()[0]
+    assert "OOMKilled" in str(failure.step_failure_data.error)
+    assert not output.exists()
+
+    # The next materialization replaces the failed Workflow (same job, same name) and succeeds.
+    runner = ArgoExecutor(KITFLOW, tmp_path / "pods", max_workers=2)
+    argo_server.state.controller = runner.run
+    again = dg.materialize([preds], resources=resources, instance=instance)
+    assert again.success
+    assert [r["prediction"] for r in read_jsonl(output)] == ["e:A", "e:B"]
+    assert any(m == "DELETE" for m, _, _ in argo_server.requests)
+    assert len(argo_server.state.objects) == 1
