@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from kitflow import api
 from kitflow.errors import WorkflowFailed
 from kitflow_airflow.links import WORKFLOW_XCOM_KEY, ArgoWorkflowLink
@@ -341,13 +341,21 @@ def test_failed_workflow_fails_the_task_with_the_node_message(
 ) -> None:
     argo_conn.state.controller = lambda wf: failed_steps("boom: bad record at line 3")[-1]
     op = make_operator(pushed_kit, inputs, tmp_path / "out.jsonl", deferrable=True)
+    store = StateStore()
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context_for(StateStore()))
+        op.execute(context_for(store))
     event = fire(deferred.value.trigger)
     assert event["status"] == "failed"
     with pytest.raises(WorkflowFailed, match="boom: bad record at line 3"):
         op.execute_complete(context_for(StateStore()), event)
     assert not (tmp_path / "out.jsonl").exists()
+
+    # A retry of the same job would only re-attach to the failed Workflow (same name): the
+    # task fails at once, without further retries, saying how to run the job again.
+    retry = make_operator(pushed_kit, inputs, tmp_path / "out.jsonl", deferrable=True)
+    with pytest.raises(AirflowFailException, match="argo delete -n ml kitflow-batch-"):
+        retry.execute(context_for(store))
+    assert creates(argo_conn) == 2 and len(argo_conn.state.objects) == 1
 
 
 @pytest.mark.parametrize("action", ["stop", "keep"])

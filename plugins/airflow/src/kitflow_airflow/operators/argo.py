@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kitflow.errors import KitflowError, WorkflowFailed
 from kitflow.options import Resources
 
+from kitflow_airflow._compat import default_deferrable
 from kitflow_airflow.hooks.argo import ArgoHook
 from kitflow_airflow.links import WORKFLOW_XCOM_KEY, ArgoWorkflowLink
 from kitflow_airflow.operators._base import KitBaseOperator, no_retry_for_invalid_input
@@ -116,7 +116,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         node_selector: dict[str, str] | None = None,
         tolerations: list[dict[str, Any]] | None = None,
         active_deadline_seconds: int | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         poll_interval: float = 10.0,
         run_timeout: float | None = None,
         on_kill_action: str = "stop",
@@ -154,6 +154,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.record = record
         self._io: tuple[str | None, str | None] | None = None
+        self._prior_failure: dict[str, str] | None = None
         self.workflow_url: str | None = None
         self._submission: Any = None
         self._result: dict[str, Any] | None = None
@@ -246,6 +247,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         with no_retry_for_invalid_input():
             sub = self.argo_hook().submit(job, self.registry_hook().get_conn())
         submission = submission_to_dict(sub)
+        self._refuse_failed_reattach(submission)
         self.log.info(
             "Submitted Workflow %s in %s %s",
             submission["name"],
@@ -254,6 +256,17 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         )
         self._remember(context, submission)
         return submission
+
+    def _refuse_failed_reattach(self, submission: dict[str, Any]) -> None:
+        # Workflows are named by their job, so resubmitting a job whose Workflow failed on an
+        # earlier attempt re-attaches to that failed Workflow: retrying cannot help.
+        prior = self._prior_failure
+        if prior is not None and prior["name"] == submission["name"]:
+            name, ns = submission["name"], submission["namespace"]
+            raise AirflowFailException(
+                f"Workflow {ns}/{name} for this exact job already ended {prior['phase']} on an "
+                f"earlier attempt; delete it (argo delete -n {ns} {name}) to run the job again"
+            )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """The stored Workflow's phase ("NotFound" if it is gone)."""
@@ -264,6 +277,8 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
                 return MISSING
             raise
         self._remember(context, external_id)
+        if status.finished and not status.succeeded:
+            self._prior_failure = {"name": external_id["name"], "phase": status.phase}
         return str(status.phase)
 
     def is_job_active(self, status: str) -> bool:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 from kitflow.errors import WorkflowFailed
 
+from kitflow_airflow._compat import default_deferrable
 from kitflow_airflow.hooks.argo import ArgoHook
 from kitflow_airflow.links import WORKFLOW_XCOM_KEY, ArgoWorkflowLink
 from kitflow_airflow.triggers.argo import ArgoWorkflowTrigger, submission_from_dict
@@ -37,7 +38,7 @@ class ArgoWorkflowSensor(BaseSensorOperator):
         workflow_name: str,
         namespace: str | None = None,
         argo_conn_id: str | None = ArgoHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
