@@ -201,6 +201,8 @@ def test_argo_partition_range_is_one_workflow(
     assert mat.metadata["workflow"].value == f"ml/{name}"
     assert mat.metadata["workflow_url"].value.endswith(f"/workflows/ml/{name}")
     assert mat.metadata["records"].value == 6
+    (observed,) = result.asset_observations_for_node("argo_predictions")
+    assert observed.metadata["workflow_url"] == mat.metadata["workflow_url"]
     stored = [repr(r) for r in instance.all_logs(result.run_id)]
     assert not any(ARGO_TOKEN in s for s in stored)
     token = ARGO_TOKEN.encode()

@@ -310,6 +310,8 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             where = f"{submission.namespace}/{submission.name}"
             if log is not None:
                 log.info(f"Argo Workflow {where} submitted: {submission.url or '(no UI URL)'}")
+            if context is not None:
+                _observe_submission(context, submission)
             last_phase = None
             while True:
                 status = self.status(submission)
@@ -370,6 +372,20 @@ def _interrupt_error() -> BaseException:
     except ImportError:  # pragma: no cover
         return KeyboardInterrupt()
     return DagsterExecutionInterruptedError()
+
+
+def _observe_submission(context: Any, submission: Any) -> None:
+    """Show the running Workflow in the UI right away: an observation of the step's asset."""
+    try:
+        key = context.asset_key
+    except Exception:  # an op without an asset, or several assets: nothing to observe
+        return
+    metadata: dict[str, Any] = {
+        "workflow": dg.MetadataValue.text(f"{submission.namespace}/{submission.name}")
+    }
+    if submission.url:
+        metadata["workflow_url"] = dg.MetadataValue.url(submission.url)
+    context.log_event(dg.AssetObservation(asset_key=key, metadata=metadata))
 
 
 def _run_canceling(context: Any) -> bool:
