@@ -319,7 +319,7 @@ def _pull_into_store(
     store.blobs_dir.mkdir(parents=True, exist_ok=True)
     partial = store.ingest_dir / f"kitflow-pull-{desc.digest.split(':', 1)[1]}.partial"
     fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
-    with os.fdopen(fd, "r+b") as fh:
+    with os.fdopen(fd, "r+b", buffering=0) as fh:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -340,10 +340,14 @@ def _pull_into_store(
         if have:
             log.info("blob %s: resuming at byte %d of %d", desc.digest, have, desc.size)
         try:
-            with src.fetch_unverified(desc, have) as body, _Prefetch(bar.wrap(body, desc)) as ahead:
+            # The prefetch thread receives; this one hashes and writes: the two overlap.
+            with (
+                src.fetch_unverified(desc, have) as body,
+                _Prefetch(bar.wrap(body, desc)) as ahead,
+            ):
                 while chunk := ahead.read():
                     hasher.update(chunk)
-                    fh.write(chunk)
+                    _write_all(fd, chunk)
             fh.flush()
         except BaseException:
             with contextlib.suppress(OSError):
@@ -371,6 +375,13 @@ def _pull_into_store(
     if fresh_retry:
         return _pull_into_store(src, store, desc, bar, fresh=True)
     return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written (straight to the file, no buffer copy)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 PREFETCH_BLOCK = 1024 * 1024
