@@ -89,7 +89,11 @@ def _summary(result: RunResult, dry_run: bool) -> str:
         if result.workflow_url:
             lines.append(f"  {result.workflow_url}")
     if result.output is not None:
-        rate = f" ({result.records / result.seconds:,.0f} records/s)" if result.seconds else ""
+        rate = (
+            f" ({result.records / result.seconds:,.0f} records/s)"
+            if result.seconds and result.records >= 1000
+            else ""
+        )
         lines.append(
             f"Wrote {result.records} predictions to {result.output} "
             f"in {result.seconds:.2f} s{rate}, {len(result.shards)} shard(s)"
