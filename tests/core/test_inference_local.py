@@ -5,6 +5,7 @@ entrypoints, datasets in the kit, comparison of two kits, and the CLI's exit cod
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -432,8 +433,13 @@ def test_interrupting_a_run_kills_its_workers_and_writes_nothing(tmp_path: Path,
         else:
             pytest.fail(f"worker {pid} outlived the interrupted run")
     assert not out.exists()
-    if how == "SIGINT":  # the scratch directory is removed on the way out
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "kit", "started"]
+    if how == "SIGKILL":  # nothing could clean up: the next run writing out.jsonl sweeps it
+        assert any(p.name.startswith(".out.jsonl.kitflow-") for p in tmp_path.iterdir())
+        run(str(make_kit(tmp_path / "kit2")), inputs, out)
+        assert read_jsonl(out) == expected()
+        out.unlink()
+        shutil.rmtree(tmp_path / "kit2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "kit", "started"]
 
 
 def test_output_must_be_a_new_file(tmp_path: Path, inputs: Path) -> None:

@@ -109,7 +109,10 @@ def ensure_env(
     with _locked(root / ".lock"):
         if python.exists():  # another run built it while we waited
             return python
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        from kitflow.inference.io import owner_tag, sweep_stale
+
+        sweep_stale(root, ".build-")
+        staging = Path(tempfile.mkdtemp(prefix=f".build-{owner_tag()}-", dir=root))
         try:
             log.info("creating isolated environment %s from %s", target.name, requirements)
             _build(staging, requirements)

@@ -14,6 +14,7 @@ import json.scanner
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -385,9 +386,52 @@ def concat_files(parts: Iterable[Path], dest: Path) -> None:
                 shutil.copyfileobj(src, out, _COPY_CHUNK)
 
 
+def owner_tag() -> str:
+    """``<host>-<pid>`` of this process, for names of temporary files a later run may sweep."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def private_prefix(dest: Path) -> str:
+    """Names of our temporary files and directories beside ``dest`` start with this; they carry
+    the host and process id so that a later run can sweep what a killed run left."""
+    return f".{dest.name}.kitflow-{owner_tag()}-"
+
+
+def sweep_stale(directory: Path, prefix: str) -> None:
+    """Remove leftovers named ``<prefix><host>-<pid>-...`` of dead processes on this host (a run
+    killed with SIGKILL cannot clean up after itself)."""
+    host = owner_tag().rsplit("-", 1)[0]
+    lead = f"{prefix}{host}-"
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(lead):
+            continue
+        pid_text = entry.name[len(lead) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def temp_path(dest: Path) -> Path:
     """A fresh temporary name beside ``dest`` (same directory, so a rename is atomic)."""
-    return dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
+    return dest.parent / f"{private_prefix(dest)}{uuid.uuid4().hex[:12]}.tmp"
 
 
 def commit_file(tmp: Path, dest: Path) -> None:
@@ -397,9 +441,11 @@ def commit_file(tmp: Path, dest: Path) -> None:
 
 @contextlib.contextmanager
 def scratch_dir(dest: Path) -> Iterator[Path]:
-    """A private working directory beside ``dest``, removed on exit whatever happens."""
+    """A private working directory beside ``dest``, removed on exit whatever happens (and, if
+    this process is killed outright, by the next run that writes ``dest``)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".kitflow", dir=dest.parent))
+    sweep_stale(dest.parent, f".{dest.name}.kitflow-")
+    work = Path(tempfile.mkdtemp(prefix=private_prefix(dest), dir=dest.parent))
     try:
         yield work
     finally:

@@ -113,7 +113,8 @@ def materialize(
             return LocalKit(reference, digest, load_kit_layout(target), cached=True)
         shutil.rmtree(target, ignore_errors=True)  # damaged by hand: unpack it again
     cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    io.sweep_stale(cache, ".unpack-")
+    staging = Path(tempfile.mkdtemp(prefix=f".unpack-{io.owner_tag()}-", dir=cache))
     try:
         result = api.unpack(reference, staging, registry=registry, home=home)
         if result.digest and result.digest != digest:  # the tag moved meanwhile
