@@ -72,3 +72,13 @@ def test_trigger_module_is_listed() -> None:
     proc = airflow_cli("providers", "triggers", "-o", "json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "kitflow_airflow.triggers.argo" in proc.stdout
+
+
+def test_oci_asset_uris_are_validated_by_the_registered_handler() -> None:
+    import pytest
+    from airflow.sdk import Asset
+
+    uri = "oci://127.0.0.1:5000/team/model@sha256:" + "a" * 64
+    assert Asset(uri=uri).uri == uri
+    with pytest.raises(ValueError, match="must name a repository"):
+        Asset(uri="oci://registry.example.com")
