@@ -189,3 +189,35 @@ def test_secrets_never_in_xcom_rendered_fields_or_logs(
     logs = caplog.text + "".join(capsys.readouterr())
     assert "Pushed" in logs and "Pulled" in logs  # the operators did log (through structlog)
     assert reg.password not in logs
+
+
+def test_tls_registry_through_the_connections_ca_bundle(
+    registry_tls: RunningRegistry, echo_kit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert registry_tls.ca_file is not None and not registry_tls.plain_http
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TLS_REG",
+        json.dumps(
+            {
+                "conn_type": "kitops_registry",
+                "host": registry_tls.host,
+                "extra": {"extra__kitops_registry__ca_bundle": str(registry_tls.ca_file)},
+            }
+        ),
+    )
+    repo = unique_repo("airflow-tls")
+    packed = KitPackOperator(
+        task_id="pack",
+        context_dir=str(echo_kit),
+        tag=f"{repo}:v1",
+        home=str(tmp_path),
+        kit_registry_conn_id="tls_reg",
+    ).execute(context={})
+    assert packed["reference"] == f"{registry_tls.host}/{repo}:v1"
+    pushed = KitPushOperator(
+        task_id="push",
+        reference=packed["reference"],
+        home=str(tmp_path),
+        kit_registry_conn_id="tls_reg",
+    ).execute(context={"outlet_events": OutletEventAccessors()})
+    assert pushed["digest"] == packed["digest"]
