@@ -90,6 +90,17 @@ def resolve_digest(
     return str(open_source(reference, registry, home).descriptor.digest)
 
 
+def _pinned(reference: str, digest: str) -> str:
+    """``reference`` by digest (its tag replaced), so that what lands in the cache is exactly
+    ``digest``; written as the user wrote the name, which kit's parser reads back the same."""
+    name = reference.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    return f"{name}@{digest}"
+
+
 def materialize(
     reference: str,
     *,
@@ -116,7 +127,7 @@ def materialize(
     io.sweep_stale(cache, ".unpack-")
     staging = Path(tempfile.mkdtemp(prefix=f".unpack-{io.owner_tag()}-", dir=cache))
     try:
-        result = api.unpack(reference, staging, registry=registry, home=home)
+        result = api.unpack(_pinned(reference, digest), staging, registry=registry, home=home)
         if result.digest and result.digest != digest:  # the tag moved meanwhile
             digest = result.digest
             target = cache / _digest_dirname(digest)
