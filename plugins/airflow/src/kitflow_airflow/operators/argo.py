@@ -316,7 +316,10 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
                     "it keeps running (a retry re-attaches)"
                 )
             self.log.info(
-                "Workflow %s is %s %s", sub.name, status.phase or "Pending", status.progress
+                "Workflow %s is %s%s",
+                sub.name,
+                status.phase or "Pending",
+                f" ({status.progress})" if status.progress else "",
             )
             time.sleep(self.poll_interval)
         if not status.succeeded:

@@ -94,7 +94,10 @@ class ArgoWorkflowSensor(BaseSensorOperator):
                 phase=status.phase,
             )
         self.log.info(
-            "Workflow %s is %s %s", status.name, status.phase or "Pending", status.progress
+            "Workflow %s is %s%s",
+            status.name,
+            status.phase or "Pending",
+            f" ({status.progress})" if status.progress else "",
         )
         return PokeReturnValue(is_done=status.succeeded, xcom_value=status.to_dict())
 

@@ -127,7 +127,12 @@ class ArgoWorkflowTrigger(BaseTrigger):
                         msg = f"Workflow {name} ended {st.phase}: {st.message}"
                         yield self._event("failed", msg, last)
                     return
-                self.log.info("Workflow %s is %s %s", name, st.phase or "Pending", st.progress)
+                self.log.info(
+                    "Workflow %s is %s%s",
+                    name,
+                    st.phase or "Pending",
+                    f" ({st.progress})" if st.progress else "",
+                )
             if deadline is not None and time.monotonic() >= deadline:
                 msg = f"Workflow {name} did not finish within {self.timeout:g}s; it keeps running"
                 yield self._event("timeout", msg, last)
