@@ -320,6 +320,26 @@ def test_polling_mode_waits_on_the_worker(
     assert result["records"] == 9 and result["phase"] == "Succeeded"
 
 
+def test_without_task_state_store_the_core_name_still_reattaches(
+    argo_conn: FakeArgoServer,
+    executor: ArgoExecutor,
+    pushed_kit: str,
+    inputs: Path,
+    tmp_path: Path,
+) -> None:
+    """Airflow < 3.3 (no task state store) or ``durable=False``: the Workflow's name comes from
+    the job, so a second submission of the same job re-attaches instead of running again."""
+    argo_conn.state.controller = executor.run
+    first = make_operator(pushed_kit, inputs, tmp_path / "a.jsonl", durable=False)
+    assert first.execute({"ti": FakeTI()})["records"] == 9
+    pods = len(executor.commands)
+    second = make_operator(pushed_kit, inputs, tmp_path / "b.jsonl")
+    result = second.execute({"ti": FakeTI()})  # no task_state_store in the context
+    assert result["records"] == 9 and len(argo_conn.state.objects) == 1
+    assert len(executor.commands) == pods
+    assert read_jsonl(tmp_path / "b.jsonl") == read_jsonl(tmp_path / "a.jsonl")
+
+
 def test_single_record_inference_returns_the_prediction(
     argo_conn: FakeArgoServer, executor: ArgoExecutor, pushed_kit: str, tmp_path: Path
 ) -> None:
