@@ -92,6 +92,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         "record",
         "home",
     )
+    template_fields_renderers = {"record": "json"}
     operator_extra_links = (ArgoWorkflowLink(),)
     ui_color = "#fdf0e6"
 

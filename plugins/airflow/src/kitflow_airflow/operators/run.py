@@ -35,6 +35,7 @@ class KitRunOperator(KitBaseOperator):
         "record",
         "home",
     )
+    template_fields_renderers = {"record": "json"}
 
     def __init__(
         self,
