@@ -68,7 +68,7 @@ def test_golden_config_and_manifest(tmp_path: Path) -> None:
         result.digest
         == "sha256:" + hashlib.sha256((DATA / "manifest.json").read_bytes()).hexdigest()
     )
-    assert result.reference == "localhost/test-vector:1.0.0"
+    assert result.reference == "test-vector:1.0.0"  # kit display form; parses back
     assert [layer.kind for layer in result.layers] == ["model", "dataset", "docs"]
     for layer, vector in zip(result.layers, ["model.tar", "dataset.tar", "docs.tar"], strict=True):
         assert store_blob(home, layer.digest) == (DATA / vector).read_bytes()

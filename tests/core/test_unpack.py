@@ -47,7 +47,7 @@ def test_unpack_everything(kits: KitBuilder, tmp_path: Path) -> None:
     }
     assert (out / "model/weights.bin").read_bytes() == b"W" * 100
     assert result.digest == desc.digest and result.layers == 5 and result.kitfile_written
-    assert result.files == 6 and result.reference == "localhost/test/model:v1"
+    assert result.files == 6 and result.reference == "test/model:v1"
     kitfile = (out / "Kitfile").read_text()
     assert "name: standard" in kitfile and "path: model" in kitfile
     # unpacking again onto an identical tree: the Kitfile matches, the files already exist

@@ -32,7 +32,7 @@ from kitflow.format import mediatypes as mt
 from kitflow.format.descriptor import OCI_MANIFEST, Descriptor, Manifest
 from kitflow.format.gojson import go_json_dumps
 from kitflow.format.ignore import IgnorePaths, go_clean
-from kitflow.format.reference import Reference, is_modelkit_reference
+from kitflow.format.reference import Reference, format_repository_for_display, is_modelkit_reference
 from kitflow.format.tarwriter import CHUNK, Sink, TarWriter, WalkEntry, tar_mode, walk_layer
 from kitflow.ops.packcache import CachedLayer, PackCache, fingerprint, is_racy
 from kitflow.results import LayerInfo, PackResult
@@ -530,7 +530,8 @@ def pack(
         else:
             store.add_manifest(repo_name, manifest_desc)
 
-    reference = f"{repo_name}:{tags[0]}" if tags else None
+    # kit's display form (default "localhost/" trimmed) is the one that parses back to this kit.
+    reference = format_repository_for_display(f"{repo_name}:{tags[0]}") if tags else None
     return PackResult(
         reference=reference,
         digest=manifest_desc.digest,

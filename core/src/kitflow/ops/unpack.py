@@ -602,7 +602,7 @@ def unpack(
         raise KitflowError(f"failed to unpack: {exc.strerror or exc}{where}") from exc
     log.debug("unpacked %s in %.2fs", ref, time.monotonic() - started)
     return UnpackResult(
-        reference=str(ref if (ref.tag or ref.digest) else ref.with_tag("latest")),
+        reference=(ref if (ref.tag or ref.digest) else ref.with_tag("latest")).display,
         digest=source.descriptor.digest,
         directory=target_dir,
         files=totals.stats.files,
