@@ -50,7 +50,7 @@ def test_unpack_with_filters_and_flags(
         "--config",
         home,
     )
-    assert code == 0 and "Unpacked localhost/test/model:v1" in stdout
+    assert code == 0 and "Unpacked test/model:v1" in stdout
     assert (out / "model/weights.bin").exists() and (out / "README.md").exists()
     assert not (out / "Kitfile").exists()
     code, _, err = run(
