@@ -202,8 +202,15 @@ def run(
     timeout: float | None = None,
     home: PathLike | None = None,
     progress: bool = False,
+    id_field: str = "id",
+    input_format: str | None = None,
+    isolated_env: bool = False,
 ) -> RunResult:
-    """Run inference with a ModelKit (or several, for a comparison) on JSON Lines inputs."""
+    """Run inference with a ModelKit (or several, for a comparison) on JSON Lines inputs.
+
+    ``id_field`` is copied from each input record into its output line; ``input_format`` forces
+    jsonl, csv or parquet; ``isolated_env`` installs the kit's requirements into a cached venv.
+    """
     from kitflow.inference.runner import run as _run
 
     return _run(
@@ -224,6 +231,9 @@ def run(
         timeout=timeout,
         home=home,
         progress=progress,
+        id_field=id_field,
+        input_format=input_format,
+        isolated_env=isolated_env,
     )
 
 
