@@ -108,7 +108,7 @@ def copy(
     home: PathLike | None = None,
     progress: bool = False,
 ) -> TransferResult:
-    """Copy a ModelKit between registries, OCI layout directories (``oci:DIR:TAG``) and the store."""
+    """Copy a ModelKit between registries, OCI layout dirs (``oci:DIR:TAG``) and the store."""
     from kitflow.ops.transfer import copy as _copy
 
     return _copy(source, destination, registry=registry, home=home, progress=progress)
@@ -143,7 +143,9 @@ def remove(
     )
 
 
-def list_modelkits(repository: str | None = None, *, home: PathLike | None = None) -> list[ModelKitSummary]:
+def list_modelkits(
+    repository: str | None = None, *, home: PathLike | None = None
+) -> list[ModelKitSummary]:
     """The ModelKits in the local store (kit's `list`)."""
     from kitflow.ops.store import list_modelkits as _list
 

@@ -37,18 +37,37 @@ def registry_options(func: F) -> F:
             "--tls-verify",
             default="true",
             metavar="BOOL",
-            help="Verify the registry's TLS certificate (default true); --tls-verify=false skips it.",
+            help="Verify the registry's TLS certificate (default true); =false skips it.",
         ),
-        click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="CA bundle to verify the registry with."),
-        click.option("--cert", "client_cert", type=click.Path(dir_okay=False, path_type=Path),
-                     default=lambda: os.environ.get("KITOPS_CLIENT_CERT"), help="Client certificate (mTLS)."),
-        click.option("--key", "client_key", type=click.Path(dir_okay=False, path_type=Path),
-                     default=lambda: os.environ.get("KITOPS_CLIENT_KEY"), help="Client key (mTLS)."),
-        click.option("--concurrency", type=int, default=5, show_default=True,
-                     help="Blobs in flight at once."),
-        click.option("--chunk-size", type=int, default=None,
-                     help="Upload in PATCH chunks of this many bytes (default: one PUT)."),
+        click.option(
+            "--ca-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="CA bundle to verify the registry with.",
+        ),
+        click.option(
+            "--cert",
+            "client_cert",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=lambda: os.environ.get("KITOPS_CLIENT_CERT"),
+            help="Client certificate (mTLS).",
+        ),
+        click.option(
+            "--key",
+            "client_key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=lambda: os.environ.get("KITOPS_CLIENT_KEY"),
+            help="Client key (mTLS).",
+        ),
+        click.option(
+            "--concurrency", type=int, default=5, show_default=True, help="Blobs in flight at once."
+        ),
+        click.option(
+            "--chunk-size",
+            type=int,
+            default=None,
+            help="Upload in PATCH chunks of this many bytes (default: one PUT).",
+        ),
     ]
 
     def wrapper(**kwargs: Any) -> Any:

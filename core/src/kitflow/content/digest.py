@@ -30,8 +30,16 @@ class VerifyingReader:
     Nothing downstream may treat the content as trusted until ``read`` has returned b"" once.
     """
 
-    def __init__(self, stream: BinaryIO, digest: str, size: int, *, offset: int = 0,
-                 hasher: hashlib._Hash | None = None, what: str = "blob") -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        digest: str,
+        size: int,
+        *,
+        offset: int = 0,
+        hasher: hashlib._Hash | None = None,
+        what: str = "blob",
+    ) -> None:
         self._stream = stream
         self._digest = digest
         self._size = size
@@ -46,7 +54,8 @@ class VerifyingReader:
             self._seen += len(data)
             if self._seen > self._size:
                 raise DigestMismatchError(
-                    f"{self._what} {self._digest} is larger than its descriptor says ({self._size} bytes)"
+                    f"{self._what} {self._digest} is larger than its descriptor says "
+                    f"({self._size} bytes)"
                 )
             self._hash.update(data)
             return data
@@ -63,7 +72,9 @@ class VerifyingReader:
             )
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self._digest:
-            raise DigestMismatchError(f"{self._what} content hashes to {actual}, expected {self._digest}")
+            raise DigestMismatchError(
+                f"{self._what} content hashes to {actual}, expected {self._digest}"
+            )
 
     def readable(self) -> bool:
         return True

@@ -25,7 +25,11 @@ class Descriptor:
 
     def to_json(self) -> dict[str, Any]:
         """Dict in ocispec.Descriptor field order (mediaType, digest, size, annotations, ...)."""
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
         if self.annotations:
             out["annotations"] = dict(sorted(self.annotations.items()))
         if self.artifact_type:
@@ -76,7 +80,7 @@ class Manifest:
         return out
 
     def to_bytes(self) -> bytes:
-        """Compact JSON bytes as Go's json.Marshal writes them (the manifest's digest is of these)."""
+        """Compact JSON bytes as Go's json.Marshal writes them (the digest is of these bytes)."""
         from kitflow.format.gojson import go_json_dumps
 
         return go_json_dumps(self.to_json())
