@@ -129,6 +129,14 @@ class FakeWorkflows:
     scripted: dict[str, list[Step]] = field(default_factory=dict)  # name → steps on create
     logs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     controller: Callable[[dict[str, Any]], Step] | None = None
+    #: >0: a DELETE only marks the Workflow (deletionTimestamp, a finalizer) and it goes away
+    #: after this many further reads of it, as when a controller still holds a finalizer.
+    finalizer_reads: int = 0
+    #: Argo Server only: GET of a deleted Workflow answers its archived copy (workflow archive).
+    archive: bool = False
+    archived: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deleted: list[tuple[str, str, str]] = field(default_factory=list)  # (ns, name, uid) gone
+    pending_reads: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     versions: Iterator[int] = field(default_factory=lambda: itertools.count(100))
     changed: threading.Condition = field(init=False)
@@ -178,22 +186,24 @@ class FakeWorkflows:
         controller = self.controller
         assert controller is not None
         self.steps[name] = []
-        self.apply(ns, name, {"phase": "Running"})
+        uid = wf["metadata"]["uid"]
+        self.apply(ns, name, {"phase": "Running"}, uid=uid)
 
         def run() -> None:
             try:
                 final = controller(wf)
             except Exception as exc:
                 final = {"phase": "Error", "message": f"controller: {exc}"}
-            self.apply(ns, name, final)
+            self.apply(ns, name, final, uid=uid)
 
         threading.Thread(target=run, daemon=True).start()
 
-    def apply(self, ns: str, name: str, step: Step) -> None:
-        """Merge ``step`` into the Workflow's status (as the controller would)."""
+    def apply(self, ns: str, name: str, step: Step, uid: str | None = None) -> None:
+        """Merge ``step`` into the Workflow's status (as the controller would); with ``uid``
+        only into that Workflow (not a later one created under the same name)."""
         with self.lock:
             wf = self.objects.get((ns, name))
-            if wf is None:
+            if wf is None or (uid is not None and wf["metadata"]["uid"] != uid):
                 return
             if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
                 return
@@ -208,6 +218,53 @@ class FakeWorkflows:
                 return False
             self.apply(ns, name, remaining.pop(0))
             return True
+
+    def delete(self, ns: str, name: str, uid: str | None) -> tuple[int, str, dict[str, Any]]:
+        """Kubernetes delete semantics: 404 if absent; 409 if a UID precondition names another
+        object; else the object goes at once, or (``finalizer_reads``) is only marked with a
+        deletionTimestamp and goes later. Returns (code, message, the object as deleted)."""
+        with self.lock:
+            wf = self.objects.get((ns, name))
+            if wf is None:
+                return 404, f'workflows.argoproj.io "{name}" not found', {}
+            actual = wf["metadata"]["uid"]
+            if uid and uid != actual:
+                return (
+                    409,
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                    f"{actual}",
+                    {},
+                )
+            if self.finalizer_reads > 0:
+                meta = wf["metadata"]
+                if not meta.get("deletionTimestamp"):
+                    meta["deletionTimestamp"] = "2026-01-01T00:00:01Z"
+                    meta["finalizers"] = ["workflows.argoproj.io/artifact-gc"]
+                    self.pending_reads[(ns, name)] = self.finalizer_reads
+                    self._touch(wf)
+                return 200, "", copy.deepcopy(wf)
+            self._remove(ns, name)
+            return 200, "", copy.deepcopy(wf)
+
+    def _remove(self, ns: str, name: str) -> None:
+        wf = self.objects.pop((ns, name))
+        self.pending_reads.pop((ns, name), None)
+        self.steps.pop(name, None)
+        self.deleted.append((ns, name, wf["metadata"]["uid"]))
+        if self.archive:
+            self.archived[(ns, name)] = wf
+        self.changed.notify_all()
+
+    def reap(self, ns: str, name: str) -> None:
+        """A read of a Workflow being deleted: count down to its finalizer being removed."""
+        with self.lock:
+            left = self.pending_reads.get((ns, name))
+            if left is None:
+                return
+            if left <= 1:
+                self._remove(ns, name)
+            else:
+                self.pending_reads[(ns, name)] = left - 1
 
     def shutdown(self, ns: str, name: str, strategy: str) -> dict[str, Any] | None:
         with self.lock:
@@ -255,6 +312,23 @@ def _trim(obj: dict[str, Any], fields: str) -> dict[str, Any]:
             dst = dst.setdefault(key, {})
         dst[keys[-1]] = copy.deepcopy(src)
     return out
+
+
+def _first(query: dict[str, list[str]], key: str) -> str | None:
+    """The first value of a query parameter, None when absent."""
+    values = query.get(key)
+    return values[0] if values else None
+
+
+def _delete_parameters() -> set[str]:
+    """The query parameters swagger.json declares for DELETE /api/v1/workflows/{ns}/{name}."""
+    key = ("swagger-delete", "")
+    if key not in _cache:
+        swagger = json.loads(SWAGGER_PATH.read_text())
+        op = swagger["paths"]["/api/v1/workflows/{namespace}/{name}"]["delete"]
+        _cache[key] = {p["name"] for p in op["parameters"] if p["in"] == "query"}
+    params: set[str] = _cache[key]
+    return params
 
 
 class _Server(ThreadingHTTPServer):
@@ -424,7 +498,7 @@ class FakeArgoServer(_Base):
                 code, out = state.create(ns, body["workflow"])
                 self._send(req, code, out)
             elif not rest and method == "GET":
-                selector = (query.get("listOptions.labelSelector") or [None])[0]
+                selector = _first(query, "listOptions.labelSelector")
                 with state.lock:
                     items = [
                         copy.deepcopy(w)
@@ -438,35 +512,35 @@ class FakeArgoServer(_Base):
                 self._submit(req, ns, body)
             elif len(rest) == 1 and method == "GET":
                 with state.lock:
-                    if (ns, rest[0]) not in state.objects:
+                    state.reap(ns, rest[0])
+                    wf = state.objects.get((ns, rest[0]))
+                    if wf is None:  # the server falls back to the workflow archive
+                        wf = state.archived.get((ns, rest[0]))
+                    else:
+                        state.advance(ns, rest[0])
+                    if wf is None:
                         self._error(req, 404, f'workflows.argoproj.io "{rest[0]}" not found')
                         return
-                    state.advance(ns, rest[0])
-                    wf = state.objects[(ns, rest[0])]
                     fields = (query.get("fields") or [""])[0]
                     self._send(req, 200, _trim(wf, fields) if fields else wf)
             elif len(rest) == 1 and method == "DELETE":
-                with state.lock:
-                    if state.objects.pop((ns, rest[0]), None) is None:
-                        self._error(req, 404, "not found")
-                        return
-                self._send(req, 200, {})
+                self._delete(req, ns, rest[0], query)
             elif len(rest) == 2 and rest[1] in ("stop", "terminate") and method == "PUT":
                 definition = (
                     "WorkflowStopRequest" if rest[1] == "stop" else "WorkflowTerminateRequest"
                 )
                 if not self._valid(req, f"{WF}.{definition}", body):
                     return
-                out = state.shutdown(ns, rest[0], rest[1].capitalize())
-                if out is None:
+                stopped = state.shutdown(ns, rest[0], rest[1].capitalize())
+                if stopped is None:
                     self._error(req, 404, "not found")
                 else:
-                    self._send(req, 200, out)
+                    self._send(req, 200, stopped)
             elif len(rest) == 2 and rest[1] == "log" and method == "GET":
                 if (ns, rest[0]) not in state.objects:
                     self._error(req, 404, "not found")
                     return
-                pod = (query.get("podName") or [None])[0]
+                pod = _first(query, "podName")
                 self._start_stream(req, "application/json")
                 for pod_name, content in state.logs.get(rest[0], []):
                     if pod is None or pod == pod_name:
@@ -514,6 +588,31 @@ class FakeArgoServer(_Base):
                 self._error(req, 404, f"no route {method} {path}")
         else:
             self._error(req, 404, f"no route {method} {path}")
+
+    def _delete(
+        self, req: BaseHTTPRequestHandler, ns: str, name: str, query: dict[str, list[str]]
+    ) -> None:
+        """WorkflowService_DeleteWorkflow: only the query parameters swagger.json declares;
+        404 unless the Workflow is live or archived; a live one is deleted with the
+        preconditions given (409 when the UID names another Workflow); WorkflowDeleteResponse
+        is an empty object."""
+        allowed = _delete_parameters()
+        unknown = sorted(set(query) - allowed)
+        if unknown:
+            self._error(req, 400, f"unknown query parameters {unknown}")
+            return
+        uid = _first(query, "deleteOptions.preconditions.uid")
+        with self.state.lock:
+            live = (ns, name) in self.state.objects
+            if not live and (ns, name) not in self.state.archived:
+                self._error(req, 404, f'workflows.argoproj.io "{name}" not found')
+                return
+            if live:
+                code, message, _ = self.state.delete(ns, name, uid)
+                if code == 409:
+                    self._error(req, 409, message)
+                    return
+        self._send(req, 200, {})
 
     def _valid(self, req: BaseHTTPRequestHandler, definition: str, body: Any) -> bool:
         errors = schema_errors(swagger_validator(definition), body)
@@ -644,16 +743,17 @@ class FakeKubeAPI(_Base):
 
             self._stream_workflow(req, ns, name, emit)
         elif not rest and method == "GET":
-            selector = (query.get("labelSelector") or [None])[0]
+            wanted = _first(query, "labelSelector")
             with state.lock:
                 items = [
                     copy.deepcopy(w)
                     for (n, _), w in sorted(state.objects.items())
-                    if n == ns and _matches(w["metadata"].get("labels", {}), selector)
+                    if n == ns and _matches(w["metadata"].get("labels", {}), wanted)
                 ]
             self._send(req, 200, {"kind": "WorkflowList", "metadata": {}, "items": items})
         elif len(rest) == 1 and method == "GET":
             with state.lock:
+                state.reap(ns, rest[0])
                 if (ns, rest[0]) not in state.objects:
                     self._error(req, 404, f'workflows.argoproj.io "{rest[0]}" not found')
                     return
@@ -664,17 +764,26 @@ class FakeKubeAPI(_Base):
                 self._status(req, 415, "UnsupportedMediaType", "use a merge patch")
                 return
             strategy = ((body or {}).get("spec") or {}).get("shutdown")
-            out = state.shutdown(ns, rest[0], strategy) if strategy else None
-            if out is None:
+            patched = state.shutdown(ns, rest[0], strategy) if strategy else None
+            if patched is None:
                 self._error(req, 404, "not found")
             else:
-                self._send(req, 200, out)
+                self._send(req, 200, patched)
         elif len(rest) == 1 and method == "DELETE":
-            with state.lock:
-                if state.objects.pop((ns, rest[0]), None) is None:
-                    self._error(req, 404, "not found")
-                    return
-            self._send(req, 200, {"kind": "Status", "status": "Success"})
+            # The body is an optional meta/v1 DeleteOptions; preconditions.uid is honoured.
+            if body is not None and (
+                not isinstance(body, dict) or body.get("kind", "DeleteOptions") != "DeleteOptions"
+            ):
+                self._status(req, 400, "BadRequest", "the body must be a DeleteOptions")
+                return
+            uid = ((body or {}).get("preconditions") or {}).get("uid")
+            code, message, out = state.delete(ns, rest[0], uid)
+            if code == 409:
+                self._status(req, 409, "Conflict", message)
+            elif code == 404:
+                self._error(req, 404, message)
+            else:
+                self._send(req, 200, out)
         else:
             self._error(req, 404, f"no route {method} {path}")
 
