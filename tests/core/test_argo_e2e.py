@@ -25,6 +25,7 @@ from support.argo_fake import (
     ARGO_TOKEN,
     FakeArgoServer,
     FakeKubeAPI,
+    failed_steps,
     schema_errors,
     strict_validator,
 )
@@ -306,7 +307,7 @@ def test_submit_by_workflow_template(
     executor: ArgoExecutor,
     tmp_path: Path,
 ) -> None:
-    executor.templates_by_ref = _Templates(argo_server)  # type: ignore[assignment]
+    executor.templates_by_ref = _Templates(argo_server)
     src, texts = _inputs(tmp_path / "t.jsonl", 5)
     job = build_job(kits["a"], src, tmp_path / "t.out.jsonl", shards=2)
     sub = backend.submit_from_template(job, argo, registry.options())
@@ -384,26 +385,81 @@ def test_pods_authenticate_with_the_dockerconfigjson_secret(
         backend.run_argo(other, argo, opts, timeout=240)
 
 
-def test_rerun_failed_recreates_a_failed_workflow(
+def test_resubmitting_after_a_failure_runs_the_job_again(
     kits: dict[str, str],
     registry: Any,
     argo: ArgoOptions,
+    argo_server: FakeArgoServer,
     executor: ArgoExecutor,
     tmp_path: Path,
 ) -> None:
-    src, _ = _inputs(tmp_path / "rf.jsonl", 4, boom_at=0)
-    job = build_job(kits["a"], src, tmp_path / "rf.out.jsonl", shards=1)
+    """A retried submission replaces the job's Failed Workflow (same name, new UID) and the
+    fresh run succeeds; ``rerun_failed=False`` re-attaches to the failed one instead."""
+    marker = tmp_path / "flaky-once"
+    src = tmp_path / "rf.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "text": t, "flaky": str(marker)}) + "\n"
+            for i, t in enumerate(TEXTS[:4])
+        )
+    )
+    out = tmp_path / "rf.out.jsonl"
+    job = build_job(kits["a"], src, out, shards=1)
     first = backend.submit(job, argo, registry.options())
-    with pytest.raises(WorkflowFailed):
+    with pytest.raises(WorkflowFailed, match="transient failure"):
         backend.wait(first, argo, timeout=240)
     runs = len(executor.commands)
-    attached = backend.submit(job, argo, registry.options())
+    attached = backend.submit(job, argo, registry.options(), rerun_failed=False)
     assert attached.uid == first.uid and len(executor.commands) == runs
-    rerun = backend.submit(job, argo, registry.options(), rerun_failed=True)
-    assert rerun.name == first.name and rerun.uid != first.uid
-    with pytest.raises(WorkflowFailed, match="boom"):
-        backend.wait(rerun, argo, timeout=240)
+
+    retry = backend.submit(job, argo, registry.options())
+    assert retry.name == first.name and retry.uid != first.uid
+    backend.wait(retry, argo, timeout=240)
+    result = backend.collect(retry, job, argo, registry.options())
     assert len(executor.commands) > runs
+    assert result.records == 4
+    assert [x["prediction"] for x in _lines(out)] == _expected({"good", "great", "nice"}, TEXTS[:4])
+    # Exactly one Workflow of that name exists: the fresh one.
+    assert [k for k in argo_server.state.objects if k[1] == first.name] == [("ml", first.name)]
+    assert argo_server.state.objects[("ml", first.name)]["metadata"]["uid"] == retry.uid
+    assert argo_server.state.deleted == [("ml", first.name, first.uid)]
+
+
+def test_kube_path_resubmission_replaces_a_failed_workflow(
+    kits: dict[str, str],
+    registry: Any,
+    kube_api: FakeKubeAPI,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    """The same on the direct Kubernetes path, with a finalizer delaying the deletion."""
+    kube_api.state.finalizer_reads = 2
+    kube_api.state.controller = lambda wf: failed_steps("OOMKilled (exit code 137)")[-1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "t",
+                "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": kube_api.url}}],
+                "users": [{"name": "u", "user": {"token": ARGO_TOKEN}}],
+            }
+        )
+    )
+    argo = ArgoOptions(kubeconfig=config, namespace="ml", retries=0)
+    src, texts = _inputs(tmp_path / "k.jsonl", 3)
+    out = tmp_path / "k.out.jsonl"
+    job = build_job(kits["b"], src, out, shards=1)
+    with pytest.raises(WorkflowFailed, match="OOMKilled"):
+        backend.run_argo(job, argo, registry.options(), timeout=240)
+    first = next(iter(kube_api.state.objects.values()))["metadata"]
+    kube_api.state.controller = executor.run
+    result = backend.run_argo(job, argo, registry.options(), timeout=240)
+    assert result.workflow_name == first["name"]
+    assert [x["prediction"] for x in _lines(out)] == _expected({"good", "fine"}, texts)
+    assert len(kube_api.state.objects) == 1
+    assert kube_api.state.objects[("ml", first["name"])]["metadata"]["uid"] != first["uid"]
+    assert kube_api.state.deleted == [("ml", first["name"], first["uid"])]
 
 
 def test_cli_dry_run_prints_the_workflow(

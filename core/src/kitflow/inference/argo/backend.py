@@ -219,41 +219,42 @@ def submit(
     argo: ArgoOptions,
     registry: RegistryOptions | None = None,
     *,
-    rerun_failed: bool = False,
+    rerun_failed: bool = True,
 ) -> ArgoSubmission:
-    """Push the inputs and create the Workflow; a retried call for the same job (same kit
-    digests, inputs and options) re-attaches to the Workflow already there. With
-    ``rerun_failed`` a Workflow of this job that ended Failed or Error is deleted and created
-    again instead."""
+    """Push the inputs and create the Workflow. A retried call for the same job (same kit
+    digests, inputs and options, hence the same name) re-attaches to a Workflow of this job
+    that is Pending, Running or Succeeded (to collect it), and replaces one that ended Failed
+    or Error: deleted (only that one, by UID) and created again under the same name, so a
+    retry runs the job again. ``rerun_failed=False`` re-attaches to a failed one instead."""
     planned = plan_job(job, argo, registry)
-    name = str(planned.manifest["metadata"]["name"])
+    return _create(argo, str(planned.manifest["metadata"]["name"]), rerun_failed, planned.manifest)
+
+
+def _create(
+    argo: ArgoOptions,
+    name: str,
+    rerun_failed: bool,
+    manifest: dict[str, Any] | None = None,
+    template: tuple[str, dict[str, str], dict[str, str], dict[str, Any]] | None = None,
+) -> ArgoSubmission:
+    """Create ``manifest`` (or submit from ``template``: its name, parameters, labels, and
+    the Workflow to create on the Kubernetes path), re-attaching to or replacing a failed
+    Workflow of that name as :func:`submit` describes."""
     with client_for(argo) as client:
-        created = client.create(planned.manifest)
-        if rerun_failed and phase_of(created) in ("Failed", "Error"):
-            client.delete(name)
-            _wait_gone(client, name)
-            created = client.create(planned.manifest)
+
+        def create() -> dict[str, Any]:
+            if manifest is not None:
+                return client.create(manifest)
+            assert template is not None
+            tname, params, labels, direct = template
+            if isinstance(client, ArgoServerClient):
+                return client.submit_template(tname, params, labels=labels, name=name)
+            return client.create(direct)
+
+        created = client.create_replacing_failed(create, name) if rerun_failed else create()
     meta = created.get("metadata") or {}
     name = str(meta.get("name") or name)
     return ArgoSubmission(name, argo.namespace, workflow_url(name, argo), str(meta.get("uid", "")))
-
-
-def _wait_gone(
-    client: ArgoServerClient | KubeWorkflowClient, name: str, timeout: float = 60.0
-) -> None:
-    """Deletion is asynchronous in Kubernetes (finalizers): wait for the 404."""
-    from kitflow.inference.argo.base import ArgoAPIError
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client.get(name)
-        except ArgoAPIError as exc:
-            if exc.status == 404:
-                return
-            raise
-        time.sleep(0.5)
-    raise ArgoError(f"workflow {name} is still being deleted after {timeout:g}s; try again")
 
 
 def status(sub: ArgoSubmission, argo: ArgoOptions) -> WorkflowStatus:
@@ -418,41 +419,37 @@ def register_template(
 
 
 def submit_from_template(
-    job: InferenceJob, argo: ArgoOptions, registry: RegistryOptions | None = None
+    job: InferenceJob,
+    argo: ArgoOptions,
+    registry: RegistryOptions | None = None,
+    *,
+    rerun_failed: bool = True,
 ) -> ArgoSubmission:
     """Submit ``job`` by its WorkflowTemplate (registered if needed), under the same
-    deterministic name as :func:`submit` so retries re-attach."""
+    deterministic name as :func:`submit`, so retries re-attach (or replace a failed one)."""
     planned = plan_job(job, argo, registry)
     template = workflow_template_manifest(planned.plan, argo)
     params = template_parameters(planned.plan, argo)
     name = workflow_name(planned.plan, argo)
     tname = template["metadata"]["name"]
     labels = dict(planned.manifest["metadata"].get("labels") or {})
+    direct = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": name,
+            "namespace": argo.namespace,
+            "labels": labels,
+            "annotations": planned.manifest["metadata"].get("annotations", {}),
+        },
+        "spec": {
+            "workflowTemplateRef": {"name": tname},
+            "arguments": {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
+        },
+    }
     with client_for(argo) as client:
         client.create_template(template)
-        if isinstance(client, ArgoServerClient):
-            created = client.submit_template(tname, params, labels=labels, name=name)
-        else:
-            created = client.create(
-                {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Workflow",
-                    "metadata": {
-                        "name": name,
-                        "namespace": argo.namespace,
-                        "labels": labels,
-                        "annotations": planned.manifest["metadata"].get("annotations", {}),
-                    },
-                    "spec": {
-                        "workflowTemplateRef": {"name": tname},
-                        "arguments": {
-                            "parameters": [{"name": k, "value": v} for k, v in params.items()]
-                        },
-                    },
-                }
-            )
-    meta = created.get("metadata") or {}
-    return ArgoSubmission(name, argo.namespace, workflow_url(name, argo), str(meta.get("uid", "")))
+    return _create(argo, name, rerun_failed, template=(tname, params, labels, direct))
 
 
 # ----------------------------------------------------------------------------- run

@@ -14,6 +14,7 @@ import httpx
 
 from kitflow.errors import ArgoError, WorkflowFailed
 from kitflow.inference.argo.status import (
+    FAILED_PHASES,
     WorkflowStatus,
     failure_message,
     is_finished,
@@ -123,9 +124,93 @@ class WorkflowClientBase:
     ) -> Iterator[dict[str, Any]]:  # pragma: no cover - implemented by subclasses
         raise NotImplementedError
 
+    def delete(self, name: str, uid: str | None = None) -> None:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def create_or_get(self, post: Callable[[], dict[str, Any]], name: str | None) -> dict[str, Any]:
+        """``post`` (a create call); on 409 the existing Workflow of that name instead. If that
+        one vanishes between the 409 and the read (a deletion completing), post again."""
+        for _ in range(5):
+            try:
+                return post()
+            except ArgoAPIError as exc:
+                if exc.status != 409 or not name:
+                    raise
+            log.info("workflow %s already exists; re-attaching", name)
+            try:
+                return self.get(name)
+            except ArgoAPIError as exc:
+                if exc.status != 404:
+                    raise
+        raise ArgoError(
+            f"workflow {self.namespace}/{name} keeps appearing and vanishing; try again"
+        )
+
     def get_status(self, name: str) -> WorkflowStatus:
         """Phase, message, finished, progress and global outputs of one Workflow (cheap poll)."""
         return to_status(self.get(name))
+
+    def create_replacing_failed(
+        self,
+        create: Callable[[], dict[str, Any]],
+        name: str,
+        *,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Create a Workflow through ``create`` (which answers 409 with the existing one), but
+        replace an existing one that ended Failed/Error or is being deleted.
+
+        Safe against several submitters racing on the same name: the delete carries a UID
+        precondition, so it can only ever remove the failed Workflow that was seen, never a
+        fresh one another submitter has just created; then ``create`` is repeated until it
+        either makes the new Workflow or returns one with another UID (someone else's fresh
+        run, which is re-attached to). Waiting on ``create`` rather than on a 404 from GET
+        also covers Argo Servers whose GET falls back to the workflow archive. A fresh run
+        that fails before this call sees it is returned as is (no second replacement).
+        """
+        workflow = create()
+        meta = workflow.get("metadata") or {}
+        old_uid = str(meta.get("uid") or "")
+        deleting = bool(meta.get("deletionTimestamp"))
+        if not deleting and phase_of(workflow) not in FAILED_PHASES:
+            return workflow
+        if not deleting:
+            log.info(
+                "workflow %s/%s ended %s; deleting it to run the job again",
+                self.namespace,
+                name,
+                phase_of(workflow),
+            )
+            try:
+                self.delete(name, uid=old_uid or None)
+            except ArgoAPIError as exc:
+                # 404: already gone; 409 or another answer to a failed UID precondition: the
+                # name may already belong to a newer Workflow. Only a failure to delete the
+                # very Workflow seen (same UID still there) is an error.
+                if exc.status in (401, 403) or self._uid_of(name) == old_uid:
+                    raise
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            workflow = create()
+            if str((workflow.get("metadata") or {}).get("uid") or "") != old_uid:
+                return workflow
+            if time.monotonic() >= deadline:
+                raise ArgoError(
+                    f"workflow {self.namespace}/{name} is still being deleted after "
+                    f"{timeout:g}s (a finalizer may hold it); try again later"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _uid_of(self, name: str) -> str | None:
+        """The UID of the live Workflow called ``name``, None when there is none."""
+        try:
+            return str((self.get(name).get("metadata") or {}).get("uid") or "")
+        except ArgoAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def wait(
         self,

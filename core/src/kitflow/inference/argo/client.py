@@ -1,5 +1,5 @@
 """A thin client for the Argo Server REST API (swagger.json v4.x) over httpx: create (409 →
-re-attach), get, list, watch, wait, logs, stop, terminate and WorkflowTemplates."""
+re-attach), get, list, watch, wait, logs, stop, terminate, delete and WorkflowTemplates."""
 
 from __future__ import annotations
 
@@ -94,19 +94,15 @@ class ArgoServerClient(WorkflowClientBase):
 
     def create(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """Create the Workflow; if one with the same name exists (409), return that one instead."""
-        try:
-            return self._call(
+        return self.create_or_get(
+            lambda: self._call(
                 "POST",
                 f"/api/v1/workflows/{self._ns()}",
                 "create workflow",
                 json={"namespace": self.namespace, "workflow": workflow},
-            )
-        except ArgoAPIError as exc:
-            name = (workflow.get("metadata") or {}).get("name")
-            if exc.status == 409 and name:
-                log.info("workflow %s already exists; re-attaching", name)
-                return self.get(name)
-            raise
+            ),
+            (workflow.get("metadata") or {}).get("name"),
+        )
 
     def lint(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """Server-side validation without creating anything."""
@@ -235,10 +231,16 @@ class ArgoServerClient(WorkflowClientBase):
             json={"name": name, "namespace": self.namespace},
         )
 
-    def delete(self, name: str) -> None:
-        """Delete the Workflow object (and, through owner references, its pods)."""
+    def delete(self, name: str, uid: str | None = None) -> None:
+        """Delete the Workflow object (and, through owner references, its pods); with ``uid``
+        only if the Workflow of that name is still that one (a UID precondition). Deletion
+        may complete later (finalizers): the object can outlive this call."""
+        params = {"deleteOptions.preconditions.uid": uid} if uid else None
         self._call(
-            "DELETE", f"/api/v1/workflows/{self._ns()}/{quote(name)}", f"delete workflow {name}"
+            "DELETE",
+            f"/api/v1/workflows/{self._ns()}/{quote(name)}",
+            f"delete workflow {name}",
+            params=params,
         )
 
     # -- templates ----------------------------------------------------------------------------
@@ -287,14 +289,12 @@ class ArgoServerClient(WorkflowClientBase):
             "resourceName": template_name,
             "submitOptions": opts,
         }
-        try:
-            return self._call(
+        return self.create_or_get(
+            lambda: self._call(
                 "POST",
                 f"/api/v1/workflows/{self._ns()}/submit",
                 f"submit template {template_name}",
                 json=body,
-            )
-        except ArgoAPIError as exc:
-            if exc.status == 409 and name:
-                return self.get(name)
-            raise
+            ),
+            name,
+        )

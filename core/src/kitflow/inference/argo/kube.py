@@ -198,18 +198,15 @@ class KubeWorkflowClient(WorkflowClientBase):
 
     def create(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """Create the Workflow custom resource; 409 → return the existing one (re-attach)."""
-        try:
-            return self._call(
+        return self.create_or_get(
+            lambda: self._call(
                 "POST",
                 self._path("workflows"),
                 "create workflow",
                 json=self._with_kind(workflow, "Workflow"),
-            )
-        except ArgoAPIError as exc:
-            name = (workflow.get("metadata") or {}).get("name")
-            if exc.status == 409 and name:
-                return self.get(name)
-            raise
+            ),
+            (workflow.get("metadata") or {}).get("name"),
+        )
 
     def get(self, name: str) -> dict[str, Any]:
         """One Workflow."""
@@ -279,9 +276,18 @@ class KubeWorkflowClient(WorkflowClientBase):
         """Terminate (no exit handlers): merge-patch ``spec.shutdown = Terminate``."""
         return self._shutdown(name, "Terminate")
 
-    def delete(self, name: str) -> None:
-        """Delete the Workflow custom resource."""
-        self._call("DELETE", self._path("workflows", name), f"delete workflow {name}")
+    def delete(self, name: str, uid: str | None = None) -> None:
+        """Delete the Workflow custom resource (its pods go by garbage collection); with
+        ``uid`` only if the object of that name is still that one (409 Conflict otherwise).
+        Deletion may complete later (finalizers): the object can outlive this call."""
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        self._call("DELETE", self._path("workflows", name), f"delete workflow {name}", json=options)
 
     def logs(
         self,
