@@ -1,7 +1,8 @@
 """The Argo path against the fake Argo Server: the trigger follows Workflows (success, failure,
 timeout, transient errors, user kill), the deferrable operator submits, defers, re-attaches on
-retry through the task state store and collects real predictions (the in-test executor runs
-the pods against the real registry), ``on_kill`` stops, and the sensor waits."""
+retry through the task state store (and re-runs a Workflow that failed) and collects real
+predictions (the in-test executor runs the pods against the real registry), ``on_kill`` stops,
+and the sensor waits."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 from kitflow import api
 from kitflow.errors import WorkflowFailed
 from kitflow_airflow.links import WORKFLOW_XCOM_KEY, ArgoWorkflowLink
@@ -370,12 +371,51 @@ def test_failed_workflow_fails_the_task_with_the_node_message(
         op.execute_complete(context_for(StateStore()), event)
     assert not (tmp_path / "out.jsonl").exists()
 
-    # A retry of the same job would only re-attach to the failed Workflow (same name): the
-    # task fails at once, without further retries, saying how to run the job again.
-    retry = make_operator(pushed_kit, inputs, tmp_path / "out.jsonl", deferrable=True)
-    with pytest.raises(AirflowFailException, match="argo delete -n ml kitflow-batch-"):
-        retry.execute(context_for(store))
-    assert creates(argo_conn) == 2 and len(argo_conn.state.objects) == 1
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_retry_after_a_failed_workflow_runs_the_job_again(
+    deferrable: bool,
+    argo_conn: FakeArgoServer,
+    executor: ArgoExecutor,
+    pushed_kit: str,
+    inputs: Path,
+    tmp_path: Path,
+) -> None:
+    """Attempt 1's Workflow ends Failed (say a node was lost); the retry, with the failed
+    Workflow stored in the task state store, replaces it: a fresh Workflow of the same name
+    runs and succeeds, and exactly one Workflow of that name exists afterwards."""
+    argo_conn.state.controller = lambda wf: failed_steps("node lost: pod deleted")[-1]
+    store = StateStore()
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator(pushed_kit, inputs, out, deferrable=True).execute(context_for(store))
+    event = fire(deferred.value.trigger)
+    assert event["status"] == "failed"
+    with pytest.raises(WorkflowFailed, match="node lost"):
+        make_operator(pushed_kit, inputs, out).execute_complete(context_for(store), event)
+    failed = dict(store.get(WORKFLOW_XCOM_KEY))
+    failed_uid = argo_conn.state.objects[(NS, failed["name"])]["metadata"]["uid"]
+
+    argo_conn.state.controller = executor.run  # the cluster is healthy again
+    retry = make_operator(pushed_kit, inputs, out, deferrable=deferrable)
+    ctx = context_for(store)
+    if deferrable:
+        with pytest.raises(TaskDeferred) as again:
+            retry.execute(ctx)
+        event = fire(again.value.trigger)
+        assert event["status"] == "success"
+        result = make_operator(pushed_kit, inputs, out).execute_complete(ctx, event)
+    else:
+        result = retry.execute(ctx)
+    assert result["records"] == 9 and result["phase"] == "Succeeded"
+    assert result["workflow_name"] == failed["name"]
+    assert [r["prediction"] for r in read_jsonl(out)] == [f"w9:X{i}" for i in range(9)]
+    assert creates(argo_conn) >= 2
+    assert list(argo_conn.state.objects) == [(NS, failed["name"])]
+    fresh = argo_conn.state.objects[(NS, failed["name"])]
+    assert fresh["metadata"]["uid"] != failed_uid and fresh["status"]["phase"] == "Succeeded"
+    assert argo_conn.state.deleted == [(NS, failed["name"], failed_uid)]
+    assert store.get(WORKFLOW_XCOM_KEY)["uid"] == fresh["metadata"]["uid"]
 
 
 @pytest.mark.parametrize("action", ["stop", "keep"])

@@ -129,7 +129,8 @@ class ArgoHook(BaseHook):
     # --- thin calls into the core's split Argo API -------------------------------------------
 
     def submit(self, job: Any, registry: RegistryOptions | None = None) -> Any:
-        """Submit (or re-attach to) the Workflow for ``job``; returns an ``ArgoSubmission``."""
+        """Submit (or re-attach to) the Workflow for ``job``; one of this job that ended
+        Failed/Error is replaced by a fresh run. Returns an ``ArgoSubmission``."""
         from kitflow.inference.argo import backend
 
         return backend.submit(job, self.get_conn(), registry)

@@ -2,9 +2,11 @@
 
 Submission, status, results and stop are calls into ``kitflow.inference.argo.backend``. The
 operator defers to :class:`ArgoWorkflowTrigger` (no worker slot held while the Workflow runs),
-or polls on the worker. Retries re-attach instead of resubmitting: the core names Workflows
-deterministically from the job, and the submitted name is kept in Airflow 3.3's task state
-store through ``ResumableJobMixin`` where it exists.
+or polls on the worker. Retries re-attach to a running (or collect a succeeded) Workflow
+instead of resubmitting: the core names Workflows deterministically from the job, and the
+submitted name is kept in Airflow 3.3's task state store through ``ResumableJobMixin`` where it
+exists. A retry after the Workflow ended Failed/Error runs the job again: the core replaces the
+failed Workflow (same name, new run).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 from kitflow.errors import KitflowError, WorkflowFailed
 from kitflow.options import Resources
 
@@ -38,7 +40,8 @@ try:  # Airflow >= 3.3: durable execution (submitted id kept in the task state s
 except ImportError:  # pragma: no cover - older Airflow 3: re-attach relies on the core's names
 
     class ResumableJobMixin:  # type: ignore[no-redef]
-        """Stand-in for Airflow < 3.3: submit (the core re-attaches by name), wait, collect."""
+        """Stand-in for Airflow < 3.3: submit (the core re-attaches by name, or replaces a
+        failed Workflow), wait, collect."""
 
         external_id_key = "remote_job_id"
 
@@ -155,7 +158,6 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.record = record
         self._io: tuple[str | None, str | None] | None = None
-        self._prior_failure: dict[str, str] | None = None
         self.workflow_url: str | None = None
         self._submission: Any = None
         self._result: dict[str, Any] | None = None
@@ -243,12 +245,12 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         return self.execute_resumable(context)
 
     def submit_job(self, context: Context) -> dict[str, Any]:
-        """Submit the Workflow (the core re-attaches if one with the job's name exists)."""
+        """Submit the Workflow: the core re-attaches to a live or succeeded one with the job's
+        name, and replaces one that ended Failed/Error (so a retry runs the job again)."""
         job = self.build_job()
         with no_retry_for_invalid_input():
             sub = self.argo_hook().submit(job, self.registry_hook().get_conn())
         submission = submission_to_dict(sub)
-        self._refuse_failed_reattach(submission)
         self.log.info(
             "Submitted Workflow %s in %s %s",
             submission["name"],
@@ -257,17 +259,6 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         )
         self._remember(context, submission)
         return submission
-
-    def _refuse_failed_reattach(self, submission: dict[str, Any]) -> None:
-        # Workflows are named by their job, so resubmitting a job whose Workflow failed on an
-        # earlier attempt re-attaches to that failed Workflow: retrying cannot help.
-        prior = self._prior_failure
-        if prior is not None and prior["name"] == submission["name"]:
-            name, ns = submission["name"], submission["namespace"]
-            raise AirflowFailException(
-                f"Workflow {ns}/{name} for this exact job already ended {prior['phase']} on an "
-                f"earlier attempt; delete it (argo delete -n {ns} {name}) to run the job again"
-            )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """The stored Workflow's phase ("NotFound" if it is gone)."""
@@ -278,8 +269,6 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
                 return MISSING
             raise
         self._remember(context, external_id)
-        if status.finished and not status.succeeded:
-            self._prior_failure = {"name": external_id["name"], "phase": status.phase}
         return str(status.phase)
 
     def is_job_active(self, status: str) -> bool:
