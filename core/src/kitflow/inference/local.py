@@ -1,7 +1,8 @@
-"""The local backend: unpack each kit once per digest into a cache, score shards in worker
-subprocesses (the model loaded once per worker; in this process for one shard), retry failed
-shards, and publish the output file only when every shard succeeded. Several kits on the same
-inputs give a comparison report (agreement, per-model latency)."""
+"""The local backend: unpack each kit once per digest into a cache, score shards (in this process
+for one shard or parallelism 1; else in workers forked after the model was loaded here, see
+:mod:`kitflow.inference.forkpool`, or in worker subprocesses where forking is not safe), retry
+failed shards, and publish the output file only when every shard succeeded. Several kits on the
+same inputs give a comparison report (agreement, per-model latency)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from kitflow.inference.entrypoint import (
     resolve_entrypoint,
     run_command,
 )
+from kitflow.inference.forkpool import execute_forked, fork_usable
 from kitflow.inference.job import DEFAULT_BATCH_SIZE, EntrypointSpec, InferenceJob
 from kitflow.options import RegistryOptions
 from kitflow.results import RunResult, ShardStatus
@@ -343,6 +345,7 @@ class ExecutionReport:
     failed: _ShardState | None = None
     timed_out: bool = False
     seconds: float = 0.0
+    preload_seconds: float = 0.0  # load() in the runner before forking workers
 
     @property
     def predict_seconds(self) -> float:
@@ -351,8 +354,10 @@ class ExecutionReport:
 
     @property
     def load_seconds(self) -> float:
-        """Time spent importing entrypoints and in ``load``, summed over shards."""
-        return sum(s.outcome.load_seconds for s in self.states if s.outcome and s.outcome.ok)
+        """Time spent importing entrypoints and in ``load``, summed over shards (and the
+        runner, when it loaded the model for forked workers)."""
+        shards = sum(s.outcome.load_seconds for s in self.states if s.outcome and s.outcome.ok)
+        return self.preload_seconds + shards
 
 
 def execute(
@@ -365,9 +370,11 @@ def execute(
     python: str | None = None,
 ) -> ExecutionReport:
     """Score ``tasks``: in this process when ``parallelism`` is 1 (or there is one shard) and
-    there is no timeout, else in worker subprocesses (``python``, default this interpreter).
-    A failed shard is retried up to ``retries`` times; once one has no attempts left, or the
-    time is up, or the caller is interrupted, the workers are killed."""
+    there is no timeout; else in workers forked from this process after loading the model here
+    (when :func:`~kitflow.inference.forkpool.fork_usable` and no other interpreter is asked for),
+    else in worker subprocesses (``python``, default this interpreter). A failed shard is
+    retried up to ``retries`` times; once one has no attempts left, or the time is up, or the
+    caller is interrupted, the workers are killed."""
     states = [_ShardState(task) for task in tasks]
     report = ExecutionReport(states=states)
     started = time.perf_counter()
@@ -376,6 +383,8 @@ def execute(
     # able to kill a shard mid-batch, and an isolated environment is another interpreter.
     if python is None and timeout is None and (parallelism <= 1 or len(tasks) <= 1):
         _execute_inline(report, retries, deadline, progress)
+    elif python is None and tasks and fork_usable():
+        execute_forked(report, max(1, parallelism), retries, deadline, progress)
     else:
         _execute_workers(report, max(1, parallelism), retries, deadline, progress, python)
     report.seconds = time.perf_counter() - started
@@ -639,16 +648,27 @@ def shard_statuses(report: ExecutionReport, failed_message: str = "") -> list[Sh
     return statuses
 
 
-def default_parallelism() -> int:
-    """Worker processes when the user does not say: the CPUs this process may use."""
+def cpu_count() -> int:
+    """The CPUs this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
 
 
-#: A worker subprocess is only worth its start-up (interpreter, imports, ``load``) for at least
-#: this many batches; smaller inputs are scored in one shard.
+def default_parallelism(isolated_env: bool = False) -> int:
+    """Workers when the user does not say: one per CPU where workers can be forked with the
+    model already loaded (or must be subprocesses anyway, for an isolated environment); else 1,
+    in this process, because a subprocess worker pays an interpreter, imports and ``load`` of
+    its own and is slower than one process for fast models."""
+    if isolated_env or fork_usable():
+        return cpu_count()
+    return 1
+
+
+#: A worker is only worth its start-up for at least this many batches; smaller inputs are
+#: scored in one shard, in this process. A forked worker costs a fork and copy-on-write faults
+#: (benchmarks/inference.py measures where the default path starts to gain).
 MIN_BATCHES_PER_SHARD = 8
 
 
@@ -703,7 +723,7 @@ def run_local(
     with io.scratch_dir(output) as work:
         tick = time.perf_counter()
         prepared = io.prepare_input(input_file, job.inputs.resolved_format(input_file), work)
-        parallelism = job.parallelism or default_parallelism()
+        parallelism = job.parallelism or default_parallelism(job.isolated_env)
         batch_size = job.batch_size
         count = plan_shard_count(prepared.records, job.shards, parallelism, batch_size)
         spans = io.plan_shards(prepared, count)
@@ -839,8 +859,11 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         return None
     from tqdm import tqdm
 
+    class _Bar(tqdm):  # type: ignore[misc]
+        monitor_interval = 0  # no monitor thread: workers may be forked while the bar is up
+
     lock = threading.Lock()
-    bar = tqdm(total=total, unit="rec", desc="kitflow run", dynamic_ncols=True)
+    bar = _Bar(total=total, unit="rec", desc="kitflow run", dynamic_ncols=True)
     update = bar.update
 
     def safe_update(count: int) -> None:

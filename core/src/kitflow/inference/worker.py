@@ -64,12 +64,13 @@ def _private_stdout() -> IO[str]:
     return os.fdopen(protocol_fd, "w", buffering=1, encoding="utf-8")
 
 
-def _die_with_parent() -> None:
-    """On Linux, ask the kernel to kill this worker when the runner dies (even by SIGKILL or
-    an unhandled SIGTERM), so no orphan keeps scoring."""
+def die_with_parent(parent: int | None = None) -> None:
+    """On Linux, ask the kernel to kill this worker when the runner (``parent``, default the
+    current parent) dies, even by SIGKILL or an unhandled SIGTERM, so no orphan keeps scoring."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     try:
         import ctypes
         import signal
@@ -87,7 +88,7 @@ def main() -> int:
     """Serve tasks until stdin closes."""
     from kitflow.inference import local
 
-    _die_with_parent()
+    die_with_parent()
     channel = _private_stdout()
 
     class _Progress:
