@@ -1,6 +1,7 @@
 """``run_argo_inference`` against the fake Argo Server (the in-test executor runs the pods as
 real ``kitflow`` processes against the real registry): results and artifacts, sync and async,
-re-attaching on retry, and stopping the Workflow when the flow run is cancelled or killed."""
+re-attaching on retry (re-running a Workflow that failed), and stopping the Workflow when the
+flow run is cancelled or killed."""
 
 from __future__ import annotations
 
@@ -357,8 +358,74 @@ def test_failed_workflow_fails_the_task_with_the_node_message(
     assert state.is_failed()
     with pytest.raises(WorkflowFailed, match="record 3: ValueError: bad text"):
         state.result()
-    # The job names the Workflow, so the retry re-attached to the failed one (no second run)
-    # and nothing was stopped: it had already ended.
+    # The retry replaced the failed Workflow and ran the job again (it failed again: the
+    # records are bad); one Workflow of that name is left, and nothing was stopped.
+    assert len(argo_server.state.deleted) == 1
     assert len(argo_server.state.objects) == 1
     assert not workflow_paths(argo_server, "PUT", "/stop")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_retry_after_a_failed_workflow_runs_it_again_and_succeeds(
+    asynchronous: bool,
+    kit_ref: str,
+    inputs: Path,
+    registry: RunningRegistry,
+    argo_server: FakeArgoServer,
+    executor: ArgoExecutor,
+    tmp_path: Path,
+) -> None:
+    from support.argo_fake import failed_steps
+
+    # Attempt 1's Workflow ends Failed (a node was lost); the Prefect retry submits the same
+    # job, the core replaces the failed Workflow, and the fresh run succeeds.
+    runs: list[str] = []
+
+    def controller(wf: dict[str, Any]) -> dict[str, Any]:
+        runs.append(wf["metadata"]["uid"])
+        if len(runs) == 1:
+            return failed_steps("node lost: pod deleted")[-1]
+        return executor.run(wf)
+
+    argo_server.state.controller = controller
+    out = tmp_path / "out.jsonl"
+    if asynchronous:
+        task: Any = arun_argo_inference.with_options(retries=1, retry_delay_seconds=0)
+
+        @flow
+        async def retried_async() -> Any:
+            return await task(
+                kit_ref,
+                inputs,
+                out,
+                argo_server=argo_block(argo_server),
+                credentials=registry_block(registry),
+                poll_seconds=0.1,
+            )
+
+        result = asyncio.run(retried_async())
+    else:
+        task = run_argo_inference.with_options(retries=1, retry_delay_seconds=0)
+
+        @flow
+        def retried() -> Any:
+            return task(
+                kit_ref,
+                inputs,
+                out,
+                argo_server=argo_block(argo_server),
+                credentials=registry_block(registry),
+                poll_seconds=0.1,
+            )
+
+        result = retried()
+    assert result.records == len(TEXTS)
+    assert [r["prediction"] for r in read_jsonl(out)] == [f"e:{t.upper()}" for t in TEXTS]
+    assert len(runs) == 2 and runs[0] != runs[1]
+    # Exactly one Workflow of that name exists afterwards: the fresh, succeeded run.
+    assert list(argo_server.state.objects) == [("ml", result.workflow_name)]
+    fresh = argo_server.state.objects[("ml", result.workflow_name)]
+    assert fresh["metadata"]["uid"] == runs[1] and fresh["status"]["phase"] == "Succeeded"
+    assert argo_server.state.deleted == [("ml", result.workflow_name, runs[0])]

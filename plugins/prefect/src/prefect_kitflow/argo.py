@@ -2,7 +2,8 @@
 
 The core's split Argo API does the work (``submit`` / ``status`` / ``collect`` / ``stop`` in
 ``kitflow.inference.argo.backend``); Workflow names are derived from the job, so a retried
-task re-attaches to the Workflow it already created instead of starting a second one. If the
+task re-attaches to the Workflow it already created instead of starting a second one (and
+when that one ended Failed/Error, the core replaces it, so the retry runs the job again). If the
 flow run is cancelled (seen by polling its state) or the process is told to stop (SIGTERM, a
 crash), the task stops the Workflow before it gives up; the flow hook
 :func:`stop_argo_workflows` does the same for anything still registered as running.
@@ -390,7 +391,9 @@ def run_argo_inference(
     """Run batch inference on Argo Workflows: submit, follow until done, collect predictions.
 
     The Workflow's name is derived from the job, so a retry re-attaches to the Workflow it
-    already made. Cancelling the flow run, a crash or a timeout stops the Workflow.
+    already made while it runs, and runs the job again (the failed Workflow is replaced under
+    the same name) when it ended Failed/Error. Cancelling the flow run, a crash or a timeout
+    stops the Workflow.
     ``argo_server`` is an ``ArgoServer`` block or its saved name (default: the argo CLI's
     environment, ``ARGO_SERVER``/``ARGO_TOKEN``/...).
     """
