@@ -35,6 +35,17 @@ def build(c: float = 10.0, features: str = "word") -> Pipeline:
     return Pipeline([("tfidf", vectorizer), ("clf", LogisticRegression(C=c, max_iter=1000))])
 
 
+def _strip_run_state(model: Pipeline) -> None:
+    """Drop what differs between two fits on the same data and is not needed to predict, so
+    that retraining writes the same bytes (and the kit keeps its digest): the vectorizer's
+    ``_stop_words_id`` (a memory address, cached for a consistency check that is simply redone)
+    and ``stop_words_`` (terms cut by df limits; a set in older scikit-learn releases)."""
+    vectorizer = model.named_steps["tfidf"]
+    for name in ("_stop_words_id", "stop_words_"):
+        if name in vars(vectorizer):
+            delattr(vectorizer, name)
+
+
 def train(data: Path, out_dir: Path, c: float = 10.0, features: str = "word") -> float:
     """Fit on 80 %, report held-out accuracy, refit on everything and save; returns accuracy."""
     texts, labels = load_rows(data)
@@ -43,6 +54,7 @@ def train(data: Path, out_dir: Path, c: float = 10.0, features: str = "word") ->
     )
     accuracy = float(build(c, features).fit(x_train, y_train).score(x_test, y_test))
     model = build(c, features).fit(texts, labels)
+    _strip_run_state(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".model.joblib.tmp"
     joblib.dump(model, tmp)
