@@ -313,3 +313,6 @@ def test_failed_workflow_fails_the_step_and_is_rerun_next_time(
     assert [r["prediction"] for r in read_jsonl(output)] == ["e:A", "e:B"]
     assert any(m == "DELETE" for m, _, _ in argo_server.requests)
     assert len(argo_server.state.objects) == 1
+    ((ns, name, old_uid),) = argo_server.state.deleted  # only the failed one was deleted
+    assert argo_server.state.objects[(ns, name)]["metadata"]["uid"] != old_uid
+    assert argo_server.state.objects[(ns, name)]["status"]["phase"] == "Succeeded"

@@ -293,7 +293,8 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> RunResult:
         """Submit ``job``, follow it until it ends and collect its predictions.
 
-        A retried step re-attaches to the Workflow it made (names derive from the job). If the
+        A retried step re-attaches to the Workflow it made (names derive from the job), or
+        runs the job again when that one ended Failed/Error (the core replaces it). If the
         Dagster run is terminated (an interrupt in the step, or the run marked canceling), the
         step fails, or ``timeout`` passes, the Workflow is stopped before the step gives up.
         """
