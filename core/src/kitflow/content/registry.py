@@ -582,6 +582,7 @@ class _ResumingBody:
         self.desc = desc
         self.received = offset
         self.resumes = 0
+        self._broken = ""  # why the connection broke, when readinto has yet to resume it
         self._resp: urllib3.BaseHTTPResponse | None = self._open(offset)
 
     def _open(self, offset: int) -> urllib3.BaseHTTPResponse:
@@ -624,6 +625,46 @@ class _ResumingBody:
                 continue
             self.received += len(data)
             return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` as far as the body goes, straight from the socket (no copies through
+        intermediate buffers); 0 only at the end. Breaks resume as in :meth:`read`."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            if self._broken:  # a break ended the previous call: resume now
+                reason, self._broken = self._broken, ""
+                self._resume(reason)
+            if self._resp is None:  # closed
+                break
+            try:
+                n = self._readinto_some(view[filled:])
+            except TRANSIENT_ERRORS as exc:
+                n, self._broken = 0, type(exc).__name__
+            else:
+                if not n:
+                    self._broken = "body ended early"
+            if self._broken:
+                if self.received >= self.desc.size:
+                    self._broken = ""  # the whole blob is here: a break after it is harmless
+                    break
+                if filled:  # hand over what arrived (kept on disk even if resuming fails)
+                    break
+                continue
+            # Bytes past the descriptor's size (an over-long body) are passed on as well, so
+            # the caller's size check refuses the blob.
+            self.received += n
+            filled += n
+        return filled
+
+    def _readinto_some(self, view: memoryview) -> int:
+        """Read into ``view`` until it is full or the body ends (one ``recv_into`` per socket
+        read when the response is http.client's)."""
+        assert self._resp is not None
+        raw = getattr(self._resp, "_fp", None)
+        if raw is not None and hasattr(raw, "readinto"):
+            return int(raw.readinto(view))
+        return int(self._resp.readinto(view))
 
     def _read_some(self, n: int) -> bytes:
         """Up to ``n`` bytes with at most one socket read (http.client's ``read1``: no copying

@@ -101,6 +101,23 @@ class _Progress:
             return stream
         return _CountingStream(stream, self, desc)
 
+    def counter(self, desc: Descriptor, expected: int) -> Callable[[int], None]:
+        """A callable to report ``n`` more bytes of ``desc`` (per-blob and overall bars); the
+        blob's bar closes once ``expected`` bytes are counted."""
+        if not self.enabled:
+            return _ignore
+        blob_bar = self.bar(desc)
+        seen = [0]
+
+        def tick(n: int) -> None:
+            blob_bar.update(n)
+            self.advance(n)
+            seen[0] += n
+            if seen[0] >= expected:
+                blob_bar.close()
+
+        return tick
+
     def bar(self, desc: Descriptor) -> Any:
         with self._lock:
             position = 1 + (len(self._slots))
@@ -122,6 +139,10 @@ class _Progress:
     def close(self) -> None:
         if self._overall is not None:
             self._overall.close()
+
+
+def _ignore(n: int) -> None:
+    """A progress counter that counts nothing."""
 
 
 class _CountingStream:
@@ -336,18 +357,26 @@ def _pull_into_store(
             hasher.update(data)
             have += len(data)
         fh.seek(have)
-        fh.truncate(have)
+        if have != os.fstat(fd).st_size:
+            # Only when there is something to cut: truncating an empty new file makes ext4
+            # (auto_da_alloc) flush the whole blob to disk when it is closed.
+            fh.truncate(have)
         if have:
             log.info("blob %s: resuming at byte %d of %d", desc.digest, have, desc.size)
         try:
-            # The prefetch thread receives; this one hashes and writes: the two overlap.
+            tick = bar.counter(desc, desc.size - have)
+
+            def keep(view: memoryview) -> None:  # hash and write each block in parallel
+                hashing = hash_pool.submit(hasher.update, view)
+                _write_all(fd, view)
+                hashing.result()
+                tick(len(view))
+
             with (
                 src.fetch_unverified(desc, have) as body,
-                _Prefetch(bar.wrap(body, desc)) as ahead,
+                ThreadPoolExecutor(1, thread_name_prefix="kitflow-hash") as hash_pool,
             ):
-                while chunk := ahead.read():
-                    hasher.update(chunk)
-                    _write_all(fd, chunk)
+                _receive(body, desc.size - have, keep)
             fh.flush()
         except BaseException:
             with contextlib.suppress(OSError):
@@ -377,11 +406,55 @@ def _pull_into_store(
     return True
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """os.write until everything is written (straight to the file, no buffer copy)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+RECEIVE_BUFFER = 4 * 1024 * 1024
+RECEIVE_BUFFERS = 3
+
+
+def _receive(body: Any, size: int, consume: Callable[[memoryview], None]) -> None:
+    """Pass all of ``body`` to ``consume`` in order, in large blocks.
+
+    A background thread ``readinto``s a few reused buffers straight from the socket while this
+    thread consumes (hashes, writes) the ones already filled; both release the GIL, so network,
+    hash and disk overlap with few handoffs. Memory: RECEIVE_BUFFERS buffers, whatever the size.
+    """
+    block = min(RECEIVE_BUFFER, max(size, 64 * 1024))
+    free: queue.Queue[bytearray | None] = queue.Queue()
+    filled: queue.Queue[tuple[bytearray, int] | BaseException] = queue.Queue()
+    for _ in range(RECEIVE_BUFFERS):
+        free.put(bytearray(block))
+
+    def fill() -> None:
+        try:
+            while (buffer := free.get()) is not None:
+                n = body.readinto(buffer)
+                filled.put((buffer, n))
+                if not n:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            filled.put(exc)
+
+    reader = threading.Thread(target=fill, name="kitflow-receive", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = filled.get()
+            if isinstance(item, BaseException):
+                raise item
+            buffer, n = item
+            if not n:
+                return
+            consume(memoryview(buffer)[:n])
+            free.put(buffer)
+    finally:
+        free.put(None)
+        reader.join(timeout=5)
 
 
 PREFETCH_BLOCK = 1024 * 1024
