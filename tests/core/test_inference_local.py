@@ -463,3 +463,12 @@ def test_the_kits_batch_size_applies_unless_the_caller_chooses(tmp_path: Path) -
     assert [line["prediction"] for line in read_jsonl(out)] == [4] * 8 + [2] * 2
     run(str(kit), inputs, out, batch_size=5)
     assert [line["prediction"] for line in read_jsonl(out)] == [5] * 10
+
+
+def test_kitfile_is_read_by_the_format_parser(tmp_path: Path, inputs: Path) -> None:
+    kit = make_kit(tmp_path / "kit")
+    kitfile = (kit / "Kitfile").read_text()
+    (kit / "Kitfile").write_text(kitfile.replace("  path: model\n", "  path: model\n  bogus: 1\n"))
+    with pytest.raises(KitflowError, match=r"line \d+: field bogus not found in type artifact"):
+        run(str(kit), inputs, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()

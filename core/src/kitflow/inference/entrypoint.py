@@ -55,20 +55,16 @@ class KitLayout:
 
 
 def load_kit_layout(root: Path | str) -> KitLayout:
-    """Read the Kitfile of an unpacked ModelKit (or a project directory) at ``root``."""
-    import yaml
+    """Read the Kitfile of an unpacked ModelKit (or a project directory) at ``root`` with the
+    format layer's parser (kit's rules, one Kitfile reader in kitflow), kept as kit's JSON
+    object so that it travels to workers and pods as plain data."""
+    from kitflow.format.kitfile import kitfile_to_dict, load_kitfile
 
     root = Path(root)
     for name in KITFILE_NAMES:
         candidate = root / name
         if candidate.is_file():
-            try:
-                data = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as exc:
-                raise KitflowError(f"{candidate}: not valid YAML: {exc}") from None
-            if not isinstance(data, dict):
-                raise KitflowError(f"{candidate}: expected a mapping at the top level")
-            return KitLayout(root=root, kitfile=data)
+            return KitLayout(root=root, kitfile=kitfile_to_dict(load_kitfile(candidate)))
     raise NotFoundError(f"no Kitfile in {root}")
 
 
