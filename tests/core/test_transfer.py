@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kitflow.cli.main import main as cli_main
@@ -14,6 +17,7 @@ from kitflow.content.ocilayout import OCILayout
 from kitflow.content.registry import Registry
 from kitflow.errors import DigestMismatchError, KitflowError, NotFoundError, RegistryError
 from kitflow.format.descriptor import OCI_MANIFEST
+from kitflow.ops.store import prune, verify
 from kitflow.ops.transfer import copy, pull, push
 from registry_helpers import make_kit, store_snapshot
 from support.registry import unique_repo
@@ -386,3 +390,40 @@ def test_corrupt_partial_from_an_earlier_pull_is_discarded(registry, tmp_path):
         mdesc.digest
     )
     assert store.blob_path(layer).read_bytes() == blobs[layer]
+
+
+def test_prune_during_a_pull_keeps_its_blobs(registry, fault_proxy, tmp_path):
+    """A prune started while a pull has committed some blobs (not yet referenced by a manifest)
+    waits for the pull; the pulled ModelKit is complete and verifies afterwards."""
+    real = f"{registry.host}/{unique_repo()}"
+    _, mdesc, blobs = make_kit(tmp_path / "src", real, "v1", sizes=(2000, 60_000, 7000))
+    push(f"{real}:v1", registry=registry.options(), home=tmp_path / "src")
+    name = f"{fault_proxy.host}/{real.split('/', 1)[1]}"
+    home = tmp_path / "dst"
+    slow = next(d for d, b in blobs.items() if len(b) == 60_000)
+    fast = next(d for d, b in blobs.items() if len(b) == 7000)
+    fault_proxy.add("delay", method="GET", path=f"/blobs/{slow}", seconds=2.0, times=1)
+    store = LocalStore(home)
+    outcome: dict[str, Any] = {}
+
+    def run_pull() -> None:
+        try:
+            outcome["result"] = pull(f"{name}:v1", registry=registry.options(), home=home)
+        except BaseException as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    puller = threading.Thread(target=run_pull)
+    puller.start()
+    deadline = time.monotonic() + 10
+    while not store.has_blob(fast) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.has_blob(fast) and not store.has_blob(slow)  # committed, unreferenced
+    assert puller.is_alive()
+    prune(home)  # waits for the pull's shared GC lock
+    puller.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].digest == mdesc.digest
+    for digest, data in blobs.items():
+        assert store.blob_path(digest).read_bytes() == data
+    assert store.tags(name)["v1"].digest == mdesc.digest
+    assert verify(home) == []

@@ -1,7 +1,8 @@
 """push, pull and copy: pick the source and destination targets, run the copy engine once.
 
-push = local store → registry, pull = registry → local store (rolled back if interrupted),
-copy = any of registry, ``oci:DIR[:TAG]`` layout directory and ``local:REF`` store references.
+push = local store → registry, pull = registry → local store (rolled back if interrupted, and
+safe against a concurrent prune), copy = any of registry, ``oci:DIR[:TAG]`` layout directory and
+``local:REF`` store references.
 """
 
 from __future__ import annotations
@@ -167,19 +168,21 @@ def pull(
         tag = None if ref.digest else (ref.tag or "latest")
         created: list[Descriptor] = []
         try:
-            stats = copy_graph(
-                src,
-                dst,
-                root.digest,
-                dst_reference=tag,
-                concurrency=_concurrency(registry),
-                progress=progress,
-                on_created=created.append,
-            )
-            for extra in ref.extra_tags:
-                dst.tag(stats.root, extra)
+            # Shared GC lock: a prune waits until the manifest references the new blobs.
+            with store.writing():
+                stats = copy_graph(
+                    src,
+                    dst,
+                    root.digest,
+                    dst_reference=tag,
+                    concurrency=_concurrency(registry),
+                    progress=progress,
+                    on_created=created.append,
+                )
+                for extra in ref.extra_tags:
+                    dst.tag(stats.root, extra)
         except BaseException:
-            _rollback(store, created)
+            _rollback(store, created)  # after the shared lock is released: it takes it exclusively
             raise
         return _result(
             str(ref), f"{ref.name}:{tag}" if tag else f"{ref.name}@{root.digest}", stats, remotes
@@ -189,10 +192,13 @@ def pull(
 
 
 def _rollback(store: LocalStore, created: list[Descriptor]) -> None:
-    """Remove blobs this pull added that nothing references (the store is as it was)."""
+    """Remove blobs this pull added that nothing references (the store is as it was).
+
+    Holds the exclusive GC lock, as prune does, so a blob that a concurrent pull or pack has
+    just reused (and not referenced yet) is not deleted from under it."""
     if not created:
         return
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), store.gc_lock(), store.lock():
         referenced = store.all_referenced_blobs()
         for desc in list(created):
             if desc.digest not in referenced:
@@ -216,16 +222,20 @@ def copy(
         dst_tag = dst.reference
         if dst_tag is None and not src_ref.startswith("sha256:"):
             dst_tag = src_ref
-        stats = copy_graph(
-            src.target,
-            dst.target,
-            src_ref,
-            dst_reference=dst_tag,
-            concurrency=_concurrency(registry),
-            progress=progress,
-        )
-        for extra in dst.extra_tags:
-            dst.target.tag(stats.root, extra)
+        store = getattr(dst.target, "store", None)
+        # Into the local store: hold off prune until the manifest references the new blobs.
+        guard = store.writing() if isinstance(store, LocalStore) else contextlib.nullcontext()
+        with guard:
+            stats = copy_graph(
+                src.target,
+                dst.target,
+                src_ref,
+                dst_reference=dst_tag,
+                concurrency=_concurrency(registry),
+                progress=progress,
+            )
+            for extra in dst.extra_tags:
+                dst.target.tag(stats.root, extra)
         return _result(src.label, dst.label, stats, remotes)
     finally:
         remotes.close()
