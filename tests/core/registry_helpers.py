@@ -67,7 +67,7 @@ def store_snapshot(home: Path) -> dict[str, bytes]:
     for dirpath, _, files in os.walk(root):
         for f in files:
             p = Path(dirpath) / f
-            if f == ".kitflow.lock":
+            if f in (".kitflow.lock", ".kitflow-gc.lock"):  # lock files, not content
                 continue
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
