@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import pytest
+import yaml
 from kitflow.errors import ArgoError
 from kitflow.inference.argo.base import ArgoAPIError
 from kitflow.inference.argo.client import ArgoServerClient
@@ -186,3 +188,63 @@ def test_two_submitters_racing_replace_the_failed_workflow_once(fake: Fake) -> N
     assert fake.state.deleted == [(NS, NAME, old)]
     assert len(fake.state.objects) == 1
     assert _uid(fake.state.objects[(NS, NAME)]) == results[0]
+
+
+def _options(fake: Fake, tmp_path: Path) -> ArgoOptions:
+    if isinstance(fake, FakeArgoServer):
+        return ArgoOptions(server=fake.url, token=ARGO_TOKEN, namespace=NS)
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "t",
+                "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": fake.url}}],
+                "users": [{"name": "u", "user": {"token": ARGO_TOKEN}}],
+            }
+        )
+    )
+    return ArgoOptions(kubeconfig=config, namespace=NS)
+
+
+def test_submission_by_template_replaces_a_failed_workflow_too(fake: Fake, tmp_path: Path) -> None:
+    """``submit_from_template``'s create step (``/submit`` on the Argo Server, a Workflow with
+    a ``workflowTemplateRef`` on the Kubernetes path) gets the same treatment, by default."""
+    from kitflow.inference.argo import backend
+
+    template = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": "kitflow-tpl"},
+        "spec": {
+            "entrypoint": "main",
+            "arguments": {"parameters": [{"name": "kit", "value": ""}]},
+            "templates": [{"name": "main", "container": {"image": "busybox"}}],
+        },
+    }
+    direct = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": NAME, "namespace": NS, "labels": {"kitflow.dev/job": "t"}},
+        "spec": {
+            "workflowTemplateRef": {"name": "kitflow-tpl"},
+            "arguments": {"parameters": [{"name": "kit", "value": "reg/x@sha256:1"}]},
+        },
+    }
+    how = ("kitflow-tpl", {"kit": "reg/x@sha256:1"}, {"kitflow.dev/job": "t"}, direct)
+    argo = _options(fake, tmp_path)
+    with _client(fake) as client:
+        client.create_template(template)
+    fake.state.script(NAME, failed_steps("ImagePullBackOff"))
+    first = backend._create(argo, NAME, True, template=how)
+    fake.state.advance(NS, NAME)
+    fake.state.advance(NS, NAME)
+    fake.state.script(NAME, [{"phase": "Running"}])
+    kept = backend._create(argo, NAME, False, template=how)
+    assert kept.uid == first.uid  # rerun_failed=False: re-attached to the failed one
+    fresh = backend._create(argo, NAME, True, template=how)
+    assert fresh.name == NAME and fresh.uid != first.uid
+    assert fake.state.deleted == [(NS, NAME, first.uid)] and len(fake.state.objects) == 1
+    fake.state.advance(NS, NAME)
+    again = backend._create(argo, NAME, True, template=how)
+    assert again.uid == fresh.uid  # a running one is re-attached
