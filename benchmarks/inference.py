@@ -1,6 +1,7 @@
 """Inference benchmarks: (1) local backend throughput on the sentiment model against calling
-``predict`` in a loop on the same batches (ratio; target >= 0.9 at parallelism 1), and
-(2) the size of the Argo Workflow kitflow builds against the number of inputs.
+``predict`` in a loop on the same batches, in the same run (ratio; target >= 0.9), at
+parallelism 1, the default and two forked workers, and where two workers start to beat one
+process on small inputs; (2) the size of the Argo Workflow kitflow builds against input count.
 
 Run: ``.venv/bin/python benchmarks/inference.py [--records 100000] [--batch-size 256]``.
 """
@@ -11,6 +12,8 @@ import argparse
 import importlib.util
 import json
 import random
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -65,26 +68,40 @@ def baseline(records: list[dict[str, Any]], batch_size: int) -> tuple[float, flo
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def local_run(inputs: Path, output: Path, batch_size: int, parallelism: int) -> dict[str, float]:
-    """One local-backend run on the example directory; wall seconds and the scoring part."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def local_run(
+    inputs: Path,
+    output: Path,
+    batch_size: int,
+    parallelism: int | None,
+    shards: int | None = None,
+) -> dict[str, float]:
+    """One local-backend run on the example directory (``None``: the backend's defaults);
+    wall seconds, the scoring part and the shards it cut."""
     from kitflow.inference.runner import run
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     result = run(
         str(EXAMPLE),
         inputs,
         output,
-        shards=parallelism,
+        shards=shards,
         parallelism=parallelism,
         batch_size=batch_size,
     )
     wall = time.perf_counter() - started
     return {
         "wall": wall,
-        "cpu": time.process_time() - cpu,  # this process only: meaningful at parallelism 1
+        "cpu": time.process_time() - cpu,  # this process only
+        "all_cpu": time.process_time() - cpu + _children_cpu() - children,  # and its workers
         "score": result.timings["score"],
         "predict": result.timings["predict"],
         "load": result.timings["load"],
+        "shards": len(result.shards),
     }
 
 
@@ -122,52 +139,85 @@ def workflow_sizes(cases: list[tuple[int, int | None]], workdir: Path) -> list[d
     return rows
 
 
+def median(values: list[float]) -> float:
+    """The median of ``values``."""
+    return statistics.median(values)
+
+
+def crossover(work: Path, batch_size: int, repeat: int) -> list[tuple[int, float, float]]:
+    """Records/s in one process against two forked workers (two shards) for small inputs:
+    where parallel scoring starts to gain (what MIN_BATCHES_PER_SHARD is set from)."""
+    rows = []
+    for count in (2_048, 8_192, 16_384, 32_768, 65_536):
+        path = work / f"small-{count}.jsonl"
+        make_inputs(path, count)
+        one, two = [], []
+        for _ in range(repeat):
+            one.append(local_run(path, work / "small.out.jsonl", batch_size, 1)["wall"])
+            two.append(local_run(path, work / "small.out.jsonl", batch_size, 2, 2)["wall"])
+        rows.append((count, count / median(one), count / median(two)))
+    return rows
+
+
 def main() -> int:
     """Run both benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=2, help="best of N runs")
+    parser.add_argument("--repeat", type=int, default=3, help="median of N runs")
     args = parser.parse_args()
     ensure_model()
+    from kitflow.inference.forkpool import fork_usable
+    from kitflow.inference.local import cpu_count, default_parallelism
+
     with tempfile.TemporaryDirectory(prefix="kitflow-bench-") as tmp:
         work = Path(tmp)
         inputs = work / "inputs.jsonl"
         records = make_inputs(inputs, args.records)
-        # Interleave the baseline and the parallelism-1 run so both see the same machine load.
-        pairs = []
+        out = work / "out.jsonl"
+        local_run(inputs, out, args.batch_size, 1)  # warm up: imports, page cache
+        # Interleave the baseline and every kitflow variant in each round, so that all see the
+        # same machine load; report medians over the rounds.
+        base: list[float] = []
+        base_cpu: list[float] = []
+        runs: dict[str, list[dict[str, float]]] = {"p1": [], "default": [], "p2": []}
         for _ in range(args.repeat):
-            pairs.append(
-                (
-                    baseline(records, args.batch_size),
-                    local_run(inputs, work / "out.jsonl", args.batch_size, 1),
-                )
-            )
-        base = min(p[0][0] for p in pairs)
-        base_cpu = min(p[0][1] for p in pairs)
-        inline = min((p[1] for p in pairs), key=lambda r: r["wall"])
-        inline_cpu = min(p[1]["cpu"] for p in pairs)
-        pooled = min(
-            (local_run(inputs, work / "out.jsonl", args.batch_size, 2) for _ in range(args.repeat)),
-            key=lambda r: r["wall"],
-        )
+            wall, cpu = baseline(records, args.batch_size)
+            base.append(wall)
+            base_cpu.append(cpu)
+            runs["p1"].append(local_run(inputs, out, args.batch_size, 1))
+            runs["default"].append(local_run(inputs, out, args.batch_size, None))
+            runs["p2"].append(local_run(inputs, out, args.batch_size, 2, 2))
         n = args.records
-        print(f"inference throughput, {n} records, batch {args.batch_size} (best of {args.repeat})")
-        print(f"  predict() loop, model loaded, records in memory: {n / base:,.0f} rec/s")
-        steady = min(p[1]["score"] - p[1]["load"] for p in pairs)
+        b = median(base)
         print(
-            f"  kitflow local, parallelism 1 (in process): {n / steady:,.0f} rec/s scoring "
-            f"(read, predict, write; model loaded), ratio {base / steady:.2f}"
+            f"inference throughput, {n} records, batch {args.batch_size}, median of "
+            f"{args.repeat} (cpus {cpu_count()}, fork workers {fork_usable()}, default "
+            f"parallelism {default_parallelism()})"
         )
-        print(
-            f"    end to end (plan, load, score, publish): {n / inline['wall']:,.0f} rec/s, "
-            f"ratio {base / inline['wall']:.2f} (CPU-time ratio {base_cpu / inline_cpu:.2f})"
-        )
-        print(
-            f"  kitflow local, parallelism 2 (2 worker processes, 2 shards): "
-            f"{n / pooled['wall']:,.0f} rec/s end to end, ratio {base / pooled['wall']:.2f} "
-            f"(includes starting the workers and loading the model in each)"
-        )
+        print(f"  predict() loop, model loaded, records in memory: {n / b:,.0f} rec/s")
+
+        def line(label: str, key: str) -> None:
+            wall = median([r["wall"] for r in runs[key]])
+            steady = median([r["score"] - r["load"] for r in runs[key]])
+            shards = int(runs[key][0]["shards"])
+            cpu = median([r["all_cpu"] for r in runs[key]])
+            print(
+                f"  {label} ({shards} shard(s)): {n / wall:,.0f} rec/s end to end, "
+                f"ratio {b / wall:.2f}; scoring {n / steady:,.0f} rec/s, ratio {b / steady:.2f}; "
+                f"CPU {cpu:.2f} s (runner + workers)"
+            )
+
+        print(f"    CPU {median(base_cpu):.2f} s")
+        line("kitflow local, parallelism 1 (in process)", "p1")
+        line("kitflow local, default parallelism", "default")
+        line("kitflow local, parallelism 2 (forked workers)", "p2")
+        print("  ratio = predict() loop seconds / kitflow seconds (1.00 = as fast as the loop);")
+        print("  CPU: seconds of CPU used; on a machine whose other cores are busy, workers only")
+        print("  add CPU, on idle cores they divide the wall time")
+        print("small inputs: one process against two forked workers (end to end, rec/s)")
+        for count, one, two in crossover(work, args.batch_size, args.repeat):
+            print(f"  {count:>6} records: 1 process {one:>9,.0f}, 2 workers {two:>9,.0f}")
         print("argo workflow size against inputs")
         cases = [(1_000, None), (10_000, None), (100_000, None), (100_000, 500)]
         for row in workflow_sizes(cases, work):

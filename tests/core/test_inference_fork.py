@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from kitflow.inference import forkpool
-from kitflow.inference.local import ShardFailed, default_parallelism
+from kitflow.inference.local import (
+    ShardFailed,
+    cpu_count,
+    default_parallelism,
+    plan_shard_count,
+)
 from kitflow.inference.runner import run
 from support.inference_kits import make_kit, read_jsonl, write_jsonl
 
@@ -147,3 +152,11 @@ def test_no_fork_while_another_thread_runs() -> None:
         release.set()
         thread.join()
     assert forkpool.fork_usable()
+    assert 1 <= default_parallelism() <= cpu_count()
+
+
+def test_small_inputs_run_in_one_shard_by_default() -> None:
+    assert plan_shard_count(4096, None, 8, 256) == 1
+    assert plan_shard_count(64 * 256, None, 8, 256) == 2
+    assert plan_shard_count(10**6, None, 8, 256) == 8
+    assert plan_shard_count(100, 5, 8, 256) == 5  # the user's number of shards stands

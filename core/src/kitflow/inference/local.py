@@ -657,19 +657,30 @@ def cpu_count() -> int:
 
 
 def default_parallelism(isolated_env: bool = False) -> int:
-    """Workers when the user does not say: one per CPU where workers can be forked with the
-    model already loaded (or must be subprocesses anyway, for an isolated environment); else 1,
-    in this process, because a subprocess worker pays an interpreter, imports and ``load`` of
-    its own and is slower than one process for fast models."""
-    if isolated_env or fork_usable():
+    """Workers when the user does not say. Where workers can be forked with the model already
+    loaded: the CPUs not already busy (CPUs minus the 1-minute load average, at least 1), since
+    workers on cores other work occupies only add overhead. For an isolated environment (whose
+    workers are subprocesses anyway): every CPU. Else 1, in this process: a subprocess worker
+    pays an interpreter, imports and ``load`` of its own, slower than one process for fast
+    models."""
+    if isolated_env:
         return cpu_count()
-    return 1
+    if not fork_usable():
+        return 1
+    cpus = cpu_count()
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, min(cpus, cpus - busy))
 
 
 #: A worker is only worth its start-up for at least this many batches; smaller inputs are
-#: scored in one shard, in this process. A forked worker costs a fork and copy-on-write faults
-#: (benchmarks/inference.py measures where the default path starts to gain).
-MIN_BATCHES_PER_SHARD = 8
+#: scored in one shard, in this process. A forked worker costs a fork (5-20 ms for a runner
+#: holding a scikit-learn model), copy-on-write faults and a cold first batch; on the sentiment
+#: model (~5 ms a batch of 256) two workers did not beat one process below ~16k records
+#: (benchmarks/inference.py, 2 CPUs), so a shard gets at least 32 batches.
+MIN_BATCHES_PER_SHARD = 32
 
 
 def kit_batch_size(requested: int, entry: EntrypointSpec) -> int:
