@@ -676,10 +676,10 @@ def default_parallelism(isolated_env: bool = False) -> int:
 
 
 #: A worker is only worth its start-up for at least this many batches; smaller inputs are
-#: scored in one shard, in this process. A forked worker costs a fork (5-20 ms for a runner
-#: holding a scikit-learn model), copy-on-write faults and a cold first batch; on the sentiment
-#: model (~5 ms a batch of 256) two workers did not beat one process below ~16k records
-#: (benchmarks/inference.py, 2 CPUs), so a shard gets at least 32 batches.
+#: scored in one shard, in this process. The forked path has a fixed cost (measured by
+#: benchmarks/inference.py on 2 CPUs: ~60-120 ms for two workers, i.e. forks of 5-20 ms each,
+#: capping thread pools, a cold first batch) and ~20 % more CPU (copy-on-write faults); at
+#: ~5 ms a batch of 256 for the sentiment model, 32 batches a shard keep that cost a fraction.
 MIN_BATCHES_PER_SHARD = 32
 
 
