@@ -2,8 +2,10 @@
 
 It reads shard tasks as JSON lines on stdin and answers with progress and outcome lines on a
 private copy of stdout; the user's own prints go to stderr so they cannot corrupt the protocol.
-Running workers as plain subprocesses (not multiprocessing) means no re-import of the caller's
-``__main__``, no fork of a threaded parent, and the same code for an isolated interpreter.
+The runner uses these subprocess workers where it cannot fork workers with the model already
+loaded (:mod:`kitflow.inference.forkpool`): an isolated environment's interpreter, other threads
+running in the caller, not Linux. Plain subprocesses (not multiprocessing) mean no re-import of
+the caller's ``__main__`` and no fork of a threaded parent.
 """
 
 from __future__ import annotations
