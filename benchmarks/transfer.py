@@ -213,6 +213,9 @@ def main() -> None:
             print(f"  {key:9s} {med[key]:7.2f}s  {mib / med[key]:8.1f} MiB/s")
         print(f"  push/curl ratio: {med['push'] / med['curl_put']:.2f}x (target <= 1.25x)")
         print(f"  pull/curl ratio: {med['pull'] / med['curl_get']:.2f}x (target <= 1.25x)")
+        for verb, floor in (("push", "curl_put"), ("pull", "curl_get")):
+            runs = [t / c for t, c in zip(results[verb], results[floor], strict=True)]
+            print(f"  {verb}/curl per run: " + ", ".join(f"{r:.2f}x" for r in runs))
         print(
             f"  peak RSS push: {max(rss['push']) / 1e6:.0f} MB, "
             f"pull: {max(rss['pull']) / 1e6:.0f} MB (target < 150 MB)"
