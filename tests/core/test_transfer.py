@@ -17,6 +17,7 @@ from kitflow.content.ocilayout import OCILayout
 from kitflow.content.registry import Registry
 from kitflow.errors import DigestMismatchError, KitflowError, NotFoundError, RegistryError
 from kitflow.format.descriptor import OCI_MANIFEST
+from kitflow.ops.copy import RECEIVE_BUFFER
 from kitflow.ops.store import prune, verify
 from kitflow.ops.transfer import copy, pull, push
 from registry_helpers import make_kit, store_snapshot
@@ -427,3 +428,23 @@ def test_prune_during_a_pull_keeps_its_blobs(registry, fault_proxy, tmp_path):
         assert store.blob_path(digest).read_bytes() == data
     assert store.tags(name)["v1"].digest == mdesc.digest
     assert verify(home) == []
+
+
+def test_pull_spanning_several_buffers_resumes_mid_buffer(registry, fault_proxy, tmp_path):
+    """A blob larger than the receive buffers, cut off inside its second buffer: the pull asks
+    for exactly the missing bytes and stores the verified whole."""
+    size = 2 * RECEIVE_BUFFER + 12_345
+    keep = RECEIVE_BUFFER + 4321
+    real = f"{registry.host}/{unique_repo()}"
+    _, mdesc, blobs = make_kit(tmp_path / "src", real, "v1", sizes=(size,))
+    push(f"{real}:v1", registry=registry.options(), home=tmp_path / "src")
+    layer = next(d for d, b in blobs.items() if len(b) == size)
+    name = f"{fault_proxy.host}/{real.split('/', 1)[1]}"
+    fault_proxy.add("truncate", method="GET", path=f"/blobs/{layer}", keep=keep, times=1)
+    result = pull(f"{name}:v1", registry=registry.options(), home=tmp_path / "dst")
+    assert result.digest == mdesc.digest
+    ranges = [e.headers.get("Range") for e in fault_proxy.requests("GET", f"/blobs/{layer}")]
+    assert ranges == [None, f"bytes={keep}-"]
+    store = LocalStore(tmp_path / "dst")
+    assert store.blob_path(layer).read_bytes() == blobs[layer]
+    assert verify(tmp_path / "dst") == []
