@@ -313,27 +313,36 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 log.info(f"Argo Workflow {where} submitted: {submission.url or '(no UI URL)'}")
             if context is not None:
                 _observe_submission(context, submission)
-            last_phase = None
-            while True:
-                status = self.status(submission)
-                if status.phase != last_phase and log is not None:
-                    phase = status.phase or "Pending"
-                    log.info(f"Argo Workflow {where}: {phase} {status.progress}")
-                last_phase = status.phase
-                if status.finished:
-                    break
-                if context is not None and _run_canceling(context):
-                    raise dg.Failure(
-                        description=f"the run was terminated; Argo Workflow {where} stopped",
-                        metadata={"workflow": where},
+            last_phase: list[str | None] = [None]
+
+            def on_status(status: Any) -> None:
+                if status.phase != last_phase[0] and log is not None:
+                    log.info(
+                        f"Argo Workflow {where}: {status.phase or 'Pending'} {status.progress}"
                     )
-                if deadline is not None and time.monotonic() > deadline:
-                    raise dg.Failure(
-                        description=f"Argo Workflow {where} did not finish within {timeout:g}s; "
-                        "it was stopped",
-                        metadata={"workflow": where},
-                    )
-                time.sleep(self.poll_seconds)
+                last_phase[0] = status.phase
+
+            from kitflow.inference.argo import backend
+
+            end, _ = backend.follow(
+                submission,
+                self.get_options(),
+                poll_seconds=self.poll_seconds,
+                deadline=deadline,
+                should_stop=(lambda: _run_canceling(context)) if context is not None else None,
+                on_status=on_status,
+            )
+            if end == "stopped":
+                raise dg.Failure(
+                    description=f"the run was terminated; Argo Workflow {where} stopped",
+                    metadata={"workflow": where},
+                )
+            if end == "timeout":
+                raise dg.Failure(
+                    description=f"Argo Workflow {where} did not finish within {timeout:g}s; "
+                    "it was stopped",
+                    metadata={"workflow": where},
+                )
         except BaseException as exc:  # DagsterExecutionInterruptedError, failures, timeouts
             if submission is not None and self.forward_termination:
                 self._stop_quietly(submission, log, type(exc).__name__)
@@ -341,17 +350,22 @@ class ArgoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self.collect(submission, job, registry)
 
     def _stop_quietly(self, submission: Any, log: Any, reason: str) -> None:
-        where = f"{submission.namespace}/{submission.name}"
-        try:
-            self.stop(submission)
-            if log is not None:
-                log.warning(f"Stopped Argo Workflow {where} ({reason})")
-        except Exception as exc:  # a failed stop must not hide why we stopped
-            if log is not None:
-                log.error(
-                    f"Could not stop Argo Workflow {where} ({exc}); "
-                    f"stop it with `argo stop -n {submission.namespace} {submission.name}`"
-                )
+        from kitflow.inference.argo import backend
+
+        backend.stop_quietly(submission, self.get_options(), reason, log or _NO_LOG)
+
+
+class _NoLog:
+    """A logger that drops everything (``run_job`` called without a context)."""
+
+    def warning(self, message: str) -> None:
+        """Drop ``message``."""
+
+    def error(self, message: str) -> None:
+        """Drop ``message``."""
+
+
+_NO_LOG = _NoLog()
 
 
 @contextmanager

@@ -145,19 +145,7 @@ def active_workflows(flow_run_id: str | None = None) -> list[str]:
 
 def _stop(running: _Running, reason: str) -> None:
     """Stop a Workflow, logging (not raising) if the stop itself fails."""
-    sub = running.submission
-    try:
-        _backend().stop(sub, running.argo)
-        _logger().warning("Stopped Argo Workflow %s/%s: %s", sub.namespace, sub.name, reason)
-    except Exception as exc:
-        _logger().error(
-            "Could not stop Argo Workflow %s/%s (%s); stop it with `argo stop -n %s %s`",
-            sub.namespace,
-            sub.name,
-            exc,
-            sub.namespace,
-            sub.name,
-        )
+    _backend().stop_quietly(running.submission, running.argo, reason, _logger())
 
 
 def _logger() -> Any:
@@ -257,6 +245,12 @@ class _Follower:
     def poll(self) -> Any:
         assert self.running is not None
         status = _backend().status(self.running.submission, self.argo)
+        self.note(status)
+        return status
+
+    def note(self, status: Any) -> None:
+        """Log the Workflow's phase when it changed."""
+        assert self.running is not None
         if status.phase != self.last_phase:
             self.last_phase = status.phase
             _logger().info(
@@ -265,7 +259,6 @@ class _Follower:
                 status.phase or "Pending",
                 getattr(status, "progress", "") or "",
             )
-        return status
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -318,15 +311,19 @@ def _follow_sync(follower: _Follower, is_cancelled: Callable[[], bool]) -> RunRe
     sub = follower.submit()
     publish([_link_spec(sub)])
     try:
-        while True:
-            status = follower.poll()
-            if status.finished:
-                break
-            if is_cancelled():
-                follower.abort("the flow run was cancelled")
-                return _cancelled_state(follower)
-            follower.check_deadline()
-            time.sleep(follower.poll_seconds)
+        end, _ = _backend().follow(
+            sub,
+            follower.argo,
+            poll_seconds=follower.poll_seconds,
+            deadline=follower.deadline,
+            should_stop=is_cancelled,
+            on_status=follower.note,
+        )
+        if end == "stopped":
+            follower.abort("the flow run was cancelled")
+            return _cancelled_state(follower)
+        if end == "timeout":
+            follower.check_deadline()  # raises FollowTimeout: on_error stops the Workflow
     except BaseException as exc:  # SIGTERM (TerminationSignal), KeyboardInterrupt, errors
         follower.on_error(exc)
         raise

@@ -8,11 +8,11 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kitflow.errors import ArgoError, KitflowError, NotFoundError, WorkflowFailed
 from kitflow.format.reference import Reference
@@ -285,6 +285,53 @@ def stop(sub: ArgoSubmission, argo: ArgoOptions) -> None:
     """Stop the Workflow: no new pods, exit handlers still run."""
     with client_for(_in_namespace(argo, sub)) as client:
         client.stop(sub.name)
+
+
+#: Why :func:`follow` returned: the Workflow ended, ``should_stop`` said so, or time ran out.
+FollowEnd = Literal["finished", "stopped", "timeout"]
+
+
+def follow(
+    sub: ArgoSubmission,
+    argo: ArgoOptions,
+    *,
+    poll_seconds: float,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_status: Callable[[WorkflowStatus], None] | None = None,
+) -> tuple[FollowEnd, WorkflowStatus]:
+    """Poll the Workflow every ``poll_seconds`` until it ends, ``should_stop()`` is true (a
+    cancelled run) or ``time.monotonic()`` passes ``deadline``; say which, with the last status.
+
+    The orchestrator plugins' shared follow loop: ``on_status`` sees every status read (to log
+    phase changes); stopping the Workflow is the caller's (see :func:`stop_quietly`).
+    """
+    while True:
+        current = status(sub, argo)
+        if on_status is not None:
+            on_status(current)
+        if current.finished:
+            return "finished", current
+        if should_stop is not None and should_stop():
+            return "stopped", current
+        if deadline is not None and time.monotonic() > deadline:
+            return "timeout", current
+        time.sleep(poll_seconds)
+
+
+def stop_quietly(sub: ArgoSubmission, argo: ArgoOptions, reason: str, log: Any) -> bool:
+    """Stop the Workflow and log it (``log.warning``); a failed stop is logged (``log.error``
+    with the ``argo stop`` command to run), not raised, so it never hides why we stopped."""
+    try:
+        stop(sub, argo)
+    except Exception as exc:
+        log.error(
+            f"Could not stop Argo Workflow {sub.namespace}/{sub.name} ({exc}); "
+            f"stop it with `argo stop -n {sub.namespace} {sub.name}`"
+        )
+        return False
+    log.warning(f"Stopped Argo Workflow {sub.namespace}/{sub.name}: {reason}")
+    return True
 
 
 def terminate(sub: ArgoSubmission, argo: ArgoOptions) -> None:

@@ -293,25 +293,32 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.run_timeout * 2) if self.run_timeout else None,
             )
-        hook = self.argo_hook()
+        from kitflow.inference.argo import backend
+
         sub = submission_from_dict(external_id)
         deadline = None if self.run_timeout is None else time.monotonic() + self.run_timeout
-        while True:
-            status = hook.status(sub)
-            if status.finished:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise AirflowException(
-                    f"Workflow {sub.name} did not finish within {self.run_timeout:g}s; "
-                    "it keeps running (a retry re-attaches)"
+
+        def log_status(status: Any) -> None:
+            if not status.finished:
+                self.log.info(
+                    "Workflow %s is %s%s",
+                    sub.name,
+                    status.phase or "Pending",
+                    f" ({status.progress})" if status.progress else "",
                 )
-            self.log.info(
-                "Workflow %s is %s%s",
-                sub.name,
-                status.phase or "Pending",
-                f" ({status.progress})" if status.progress else "",
+
+        end, status = backend.follow(
+            sub,
+            self.argo_hook().get_conn(),
+            poll_seconds=self.poll_interval,
+            deadline=deadline,
+            on_status=log_status,
+        )
+        if end == "timeout":
+            raise AirflowException(
+                f"Workflow {sub.name} did not finish within {self.run_timeout:g}s; "
+                "it keeps running (a retry re-attaches)"
             )
-            time.sleep(self.poll_interval)
         if not status.succeeded:
             raise WorkflowFailed(
                 f"Workflow {sub.name} ended {status.phase}: {status.message}",
