@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from kitflow.errors import KitflowError
 from kitflow.format.reference import (
     Reference,
     ReferenceError,
+    check_credentials_scope,
     format_repository_for_display,
     is_digest,
     is_modelkit_reference,
+    qualify_reference,
+    registry_host,
 )
 
 DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -105,3 +109,22 @@ def test_modelkit_reference_detection() -> None:
     assert not is_modelkit_reference("s3://bucket/key")
     assert not is_modelkit_reference("http://example.com/x")
     assert is_digest(DIGEST) and not is_digest("sha256:123")
+
+
+def test_a_configured_registry_qualifies_bare_references_only() -> None:
+    assert registry_host(" https://ghcr.io/ ") == "ghcr.io"
+    assert registry_host("") is None and registry_host(None) is None
+    assert qualify_reference("team/kit:v1", "https://ghcr.io/") == "ghcr.io/team/kit:v1"
+    assert qualify_reference("quay.io/team/kit:v1", "ghcr.io") == "quay.io/team/kit:v1"
+    assert qualify_reference("localhost/kit:v1", "ghcr.io") == "ghcr.io/localhost/kit:v1"
+    assert qualify_reference("team/kit:v1", None) == "team/kit:v1"
+
+
+def test_credentials_go_only_to_their_own_registry() -> None:
+    check_credentials_scope("ghcr.io/team/kit:v1", "https://ghcr.io", holder="x")
+    check_credentials_scope("quay.io/team/kit:v1", None, holder="x")
+    check_credentials_scope("kit:v1", "ghcr.io", holder="x", allow_local=True)
+    with pytest.raises(KitflowError, match=r"quay\.io.*holds credentials for ghcr\.io"):
+        check_credentials_scope("quay.io/team/kit:v1", "ghcr.io", holder="this block")
+    with pytest.raises(KitflowError, match="localhost"):
+        check_credentials_scope("kit:v1", "ghcr.io", holder="this block")

@@ -233,7 +233,7 @@ def test_credentials_for_another_registry_are_refused(tmp_path: Path) -> None:
 
     state = wrong_registry(return_state=True)
     assert state.is_failed()
-    with pytest.raises(KitflowError, match=r"credentials are for registry\.example\.com"):
+    with pytest.raises(KitflowError, match=r"holds credentials for registry\.example\.com"):
         state.result()
 
 

@@ -169,3 +169,48 @@ def format_repository_for_display(repo: str) -> str:
     if repo.startswith("@"):
         repo = repo[1:]
     return repo
+
+
+# -- a configured registry (the orchestrator plugins' settings) applied to references ----------
+
+
+def registry_host(address: str | None) -> str | None:
+    """``host[:port]`` of a configured registry address (``https://ghcr.io/`` → ``ghcr.io``);
+    None when it is empty."""
+    host = (address or "").strip()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    return host.rstrip("/") or None
+
+
+def names_registry(reference: str) -> bool:
+    """kit's rule: the first path component names a registry when it has a dot or a port (so
+    ``localhost/x`` is the repository ``localhost/x`` in the default registry)."""
+    first, sep, _ = reference.partition("/")
+    return bool(sep) and ("." in first or ":" in first)
+
+
+def qualify_reference(reference: str, registry: str | None) -> str:
+    """``reference`` under the configured ``registry`` when it names none; as given otherwise
+    (and without a registry: kit keys ``repo:tag`` under its default ``localhost``)."""
+    host = registry_host(registry)
+    if host and not names_registry(reference):
+        return f"{host}/{reference}"
+    return reference
+
+
+def check_credentials_scope(
+    reference: str, registry: str | None, *, holder: str, allow_local: bool = False
+) -> None:
+    """Refuse (KitflowError) to send credentials configured for ``registry`` to a reference on
+    another registry; ``allow_local`` lets local-store references (``localhost``) through."""
+    host = registry_host(registry)
+    if host is None:
+        return
+    actual = Reference.parse(reference).registry
+    if actual == host or (allow_local and actual == DEFAULT_REGISTRY):
+        return
+    raise KitflowError(
+        f"{reference} is on registry {actual}, but {holder} holds credentials for {host}: "
+        f"use one configured for {actual}"
+    )

@@ -18,20 +18,18 @@ from typing import Any
 import dagster as dg
 from kitflow import api
 from kitflow.errors import KitflowError
-from kitflow.format.reference import Reference
+from kitflow.format.reference import (
+    Reference,
+    check_credentials_scope,
+    qualify_reference,
+    registry_host,
+)
 from kitflow.options import ArgoOptions, RegistryOptions, Resources
 from kitflow.results import PackResult, RunResult, TransferResult, UnpackResult
 from kitflow.secret import Secret
 from pydantic import Field
 
 LOCAL_REGISTRY = "localhost"  # kit's default registry: references that only live in the store
-
-
-def _strip_scheme(host: str) -> str:
-    host = host.strip().rstrip("/")
-    for prefix in ("https://", "http://"):
-        host = host.removeprefix(prefix)
-    return host
 
 
 class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -68,7 +66,7 @@ class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     @property
     def host(self) -> str | None:
         """The registry host[:port] (scheme stripped), or None in local-store mode."""
-        return _strip_scheme(self.registry) if self.registry else None
+        return registry_host(self.registry)
 
     def get_options(self) -> RegistryOptions:
         """The core's ``RegistryOptions`` (the password wrapped as a ``Secret``)."""
@@ -87,21 +85,14 @@ class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """``reference`` with this resource's registry when it names none (kit's rule: a first
         component with a dot or a port is a registry). Without a registry it stays as given:
         kit keys ``repo:tag`` under its default ``localhost``."""
-        first, sep, _ = reference.partition("/")
-        has_registry = bool(sep) and ("." in first or ":" in first)
-        if has_registry or not self.host:
-            return reference
-        return f"{self.host}/{reference}"
+        return qualify_reference(reference, self.registry)
 
     def options_for(self, reference: str) -> RegistryOptions:
         """``get_options()`` after checking that credentials only go to their own registry."""
-        if self.host and (self.username or self.password):
-            actual = Reference.parse(reference).registry
-            if actual != self.host and actual != LOCAL_REGISTRY:
-                raise KitflowError(
-                    f"{reference} is on registry {actual}, but this KitRegistryResource holds "
-                    f"credentials for {self.host}: configure a resource for {actual}"
-                )
+        if self.username or self.password:
+            check_credentials_scope(
+                reference, self.registry, holder="this KitRegistryResource", allow_local=True
+            )
         return self.get_options()
 
     def is_remote(self, reference: str) -> bool:

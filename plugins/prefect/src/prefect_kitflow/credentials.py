@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kitflow.errors import KitflowError
+from kitflow.format.reference import check_credentials_scope
 from kitflow.options import ArgoOptions, RegistryOptions
 from kitflow.secret import Secret
 from prefect.blocks.abstract import CredentialsBlock
@@ -19,13 +20,6 @@ _DOCS = "https://kitops.org/docs/"
 # Square organisation avatars GitHub serves for the KitOps and Argo projects.
 _KIT_LOGO = "https://github.com/kitops-ml.png"
 _ARGO_LOGO = "https://github.com/argoproj.png"
-
-
-def registry_of(reference: str) -> str:
-    """The registry host of a ModelKit reference, by the core's reference rules."""
-    from kitflow.format.reference import Reference
-
-    return str(Reference.parse(reference).registry)
 
 
 class KitRegistryCredentials(CredentialsBlock):
@@ -110,16 +104,7 @@ class KitRegistryCredentials(CredentialsBlock):
 
     def options_for(self, reference: str) -> RegistryOptions:
         """``get_options()`` after checking that ``reference`` names this block's registry."""
-        if self.registry:
-            wanted = self.registry.strip().rstrip("/")
-            for prefix in ("https://", "http://"):
-                wanted = wanted.removeprefix(prefix)
-            actual = registry_of(reference)
-            if actual != wanted:
-                raise KitflowError(
-                    f"{reference} is on registry {actual}, but these credentials are for "
-                    f"{wanted}: use a credentials block for {actual}"
-                )
+        check_credentials_scope(reference, self.registry, holder="this credentials block")
         return self.get_options()
 
     def get_client(self, *args: Any, **kwargs: Any) -> RegistryOptions:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
+from kitflow.format.reference import qualify_reference
+from kitflow.format.reference import registry_host as host_of
 from kitflow.options import RegistryOptions
 from kitflow.secret import Secret
 
@@ -24,11 +26,8 @@ if TYPE_CHECKING:
 
 def registry_host(conn: Connection) -> str | None:
     """``host[:port]`` of the registry named by the connection (scheme stripped), or None."""
-    host = (conn.host or "").strip()
-    if "://" in host:
-        host = host.split("://", 1)[1]
-    host = host.rstrip("/")
-    if not host:
+    host = host_of(conn.host)
+    if host is None:
         return None
     if conn.port and ":" not in host:
         host = f"{host}:{conn.port}"
@@ -57,13 +56,6 @@ def registry_options_from_connection(conn: Connection) -> RegistryOptions:
         tls_verify=tls_verify,
         ca_file=Path(ca_bundle) if ca_bundle else None,
     )
-
-
-def _has_registry(reference: str) -> bool:
-    # kit's rule: the first path component names a registry when it has a dot or a port
-    # (so "localhost/x" is the repository "localhost/x" in the default registry).
-    first, sep, _ = reference.partition("/")
-    return bool(sep) and ("." in first or ":" in first)
 
 
 class KitRegistryHook(BaseHook):
@@ -111,10 +103,7 @@ class KitRegistryHook(BaseHook):
 
     def qualify(self, reference: str) -> str:
         """Prefix the connection's registry to a reference that names none (``repo:tag``)."""
-        registry = self.registry
-        if registry and not _has_registry(reference):
-            return f"{registry}/{reference}"
-        return reference
+        return qualify_reference(reference, self.registry)
 
     def push(self, reference: str, destination: str | None = None, **kwargs: Any) -> TransferResult:
         """``kitflow.api.push`` with this connection's options."""
