@@ -13,61 +13,15 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DAG_FILE = HERE / "dags" / "kitflow_sentiment.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def loopback_registry(root: Path) -> Iterator[str | None]:
-    """Start ``docker-registry`` on 127.0.0.1 if installed; yields ``host:port`` or None."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        yield None
-        return
-    port = _free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        "log:\n  level: error\n"
-    )
-    log = open(root / "registry.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"docker-registry did not start; see {root}/registry.log"
-                    ) from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+sys.path.insert(0, str(HERE.parent / "sentiment"))
+from loopback import loopback_registry  # noqa: E402  (examples/sentiment/loopback.py)
 
 
 def prepare_environment(work: Path, registry: str | None) -> None:

@@ -11,55 +11,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-
-@contextmanager
-def loopback_registry(workdir: Path, enabled: bool = True) -> Iterator[str | None]:
-    """``docker-registry serve`` on 127.0.0.1 with storage in ``workdir``; None if missing."""
-    binary = shutil.which("docker-registry") if enabled else None
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = workdir / "registry.json"  # JSON is YAML
-    config.write_text(
-        json.dumps(
-            {
-                "version": 0.1,
-                "log": {"level": "warn", "accesslog": {"disabled": True}},
-                "storage": {"filesystem": {"rootdirectory": str(workdir / "registry")}},
-                "http": {"addr": f"127.0.0.1:{port}"},
-            }
-        )
-    )
-    with open(workdir / "registry.log", "wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"docker-registry did not start; see {log.name}") from None
-                    time.sleep(0.1)
-            yield f"127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sentiment"))
+from loopback import loopback_registry
 
 
 def main() -> int:
@@ -77,7 +35,7 @@ def main() -> int:
     os.environ["KITOPS_HOME"] = str(workdir / "kitops-home")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        with loopback_registry(workdir, enabled=not args.no_registry) as registry:
+        with loopback_registry(workdir / "registry", enabled=not args.no_registry) as registry:
             if registry is None:
                 print("no docker-registry: the ModelKit stays in the local store")
             else:

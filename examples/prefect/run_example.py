@@ -11,53 +11,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-
-@contextmanager
-def loopback_registry(workdir: Path) -> Iterator[str | None]:
-    """Start ``docker-registry`` on 127.0.0.1 (plain HTTP); yields its host:port or None."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = {
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "registry")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    (workdir / "registry.yml").write_text(json.dumps(config))
-    log = (workdir / "registry.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "serve", str(workdir / "registry.yml")], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("docker-registry did not start; see " + log.name) from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sentiment"))
+from loopback import loopback_registry
 
 
 def main() -> int:
@@ -76,7 +35,7 @@ def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        with loopback_registry(workdir) as registry:
+        with loopback_registry(workdir / "registry") as registry:
             from prefect_kitflow import ArgoServer, KitRegistryCredentials
             from sentiment_flow import repack, sentiment_flow
 

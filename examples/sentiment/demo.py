@@ -7,19 +7,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from loopback import loopback_registry  # examples/sentiment/loopback.py, next to this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -40,67 +34,6 @@ def train_model(features: str = "word", c: float = 10.0) -> float:
     spec.loader.exec_module(module)
     accuracy: float = module.train(HERE / "data" / "train.csv", HERE / "model", c, features)
     return accuracy
-
-
-@dataclass
-class LoopbackRegistry:
-    """A CNCF Distribution registry (`docker-registry`) on 127.0.0.1 with its own storage."""
-
-    host: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def loopback_registry(workdir: Path) -> Iterator[LoopbackRegistry | None]:
-    """Start `docker-registry serve` on a free loopback port if the binary exists (else yield
-    None); stop it on exit."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        yield None
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    config = {
-        "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": os.urandom(16).hex()},
-    }
-    config_path = workdir / "config.yml"
-    config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
-    log_path = workdir / "registry.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [binary, "serve", str(config_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-    registry = LoopbackRegistry(f"127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited; see {log_path}")
-            try:
-                urllib.request.urlopen(f"http://{registry.host}/v2/", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"docker-registry did not answer; see {log_path}") from None
-                time.sleep(0.1)
-        yield registry
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
@@ -200,16 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     summary["pack"] = {"reference": packed.reference, "digest": packed.digest}
     summary["variant"] = {"reference": variant.reference, "digest": variant.digest}
 
-    registry_ctx = (
-        loopback_registry(workdir / "registry") if not args.no_registry else _none_registry()
-    )
-    with registry_ctx as registry:
+    with loopback_registry(workdir / "registry", enabled=not args.no_registry) as registry:
         reference, challenger, options = TAG, VARIANT_TAG, None
         if registry is not None:
-            step(f"3. push to a registry on loopback ({registry.host})")
+            step(f"3. push to a registry on loopback ({registry})")
             options = RegistryOptions(plain_http=True)
-            reference = f"{registry.host}/demo/{TAG}"
-            challenger = f"{registry.host}/demo/{VARIANT_TAG}"
+            reference = f"{registry}/demo/{TAG}"
+            challenger = f"{registry}/demo/{VARIANT_TAG}"
             pushed = kitflow.push(TAG, reference, registry=options, home=home)
             print(f"  pushed {pushed.blobs} blobs, {pushed.bytes_transferred} B -> {reference}")
             other = kitflow.push(VARIANT_TAG, challenger, registry=options, home=home)
@@ -266,11 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     step(f"done in {summary['seconds']} s; everything is under {workdir}")
     return 0
-
-
-@contextmanager
-def _none_registry() -> Iterator[None]:
-    yield None
 
 
 if __name__ == "__main__":
