@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,8 @@ class WorkflowClientBase:
     """Operations common to both transports, written once over ``get`` and ``watch``."""
 
     namespace: str
+    base_url: str
+    _http: httpx.Client
     max_reconnects: int = 5
 
     def get(self, name: str) -> dict[str, Any]:  # pragma: no cover - implemented by subclasses
@@ -126,6 +129,36 @@ class WorkflowClientBase:
 
     def delete(self, name: str, uid: str | None = None) -> None:  # pragma: no cover - subclasses
         raise NotImplementedError
+
+    def _paged(self, read_page: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every item of a paged list: ``read_page(continue_token)`` reads one page (None first)
+        and the page's ``metadata.continue`` names the next."""
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            body = read_page(cont)
+            items.extend(body.get("items") or [])
+            cont = (body.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+
+    @contextmanager
+    def _stream(
+        self,
+        path: str,
+        what: str,
+        params: dict[str, Any],
+        timeout: httpx.Timeout,
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[Iterator[dict[str, Any]]]:
+        """A streamed GET (watch, logs) as its JSON items; an error answer raises as ``what``."""
+        with self._http.stream(
+            "GET", path, params=params, headers=headers, timeout=timeout
+        ) as response:
+            if not response.is_success:
+                response.read()
+                raise_for(response, what, self.base_url)
+            yield iter_stream(response)
 
     def create_or_get(self, post: Callable[[], dict[str, Any]], name: str | None) -> dict[str, Any]:
         """``post`` (a create call); on 409 the existing Workflow of that name instead. If that

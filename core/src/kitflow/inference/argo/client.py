@@ -17,7 +17,6 @@ from kitflow.inference.argo.base import (
     StreamDropped,
     WorkflowClientBase,
     bearer,
-    iter_stream,
     raise_for,
 )
 from kitflow.inference.argo.status import FAILED_PHASES, WorkflowStatus, phase_of, to_status
@@ -139,21 +138,18 @@ class ArgoServerClient(WorkflowClientBase):
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Workflows matching a label selector, following ``continue`` pages."""
-        items: list[dict[str, Any]] = []
-        cont = None
-        while True:
+
+        def read_page(cont: str | None) -> dict[str, Any]:
             params: dict[str, Any] = {"listOptions.limit": 200}
             if label_selector:
                 params["listOptions.labelSelector"] = label_selector
             if cont:
                 params["listOptions.continue"] = cont
-            body = self._call(
+            return self._call(
                 "GET", f"/api/v1/workflows/{self._ns()}", "list workflows", params=params
             )
-            items.extend(body.get("items") or [])
-            cont = (body.get("metadata") or {}).get("continue")
-            if not cont:
-                return items
+
+        return self._paged(read_page)
 
     def watch(
         self, name: str, resource_version: str | None = None, timeout: float | None = None
@@ -165,17 +161,14 @@ class ArgoServerClient(WorkflowClientBase):
             params["listOptions.resourceVersion"] = resource_version
         read = 60.0 if timeout is None else max(min(timeout, 60.0), 0.1)
         path = f"/api/v1/workflow-events/{self._ns()}"
-        with self._http.stream(
-            "GET",
+        with self._stream(
             path,
-            params=params,
+            f"watch workflow {name}",
+            params,
+            httpx.Timeout(30.0, read=read),
             headers={"Accept": "text/event-stream"},
-            timeout=httpx.Timeout(30.0, read=read),
-        ) as response:
-            if not response.is_success:
-                response.read()
-                raise_for(response, f"watch workflow {name}", self.base_url)
-            for item in iter_stream(response):
+        ) as items:
+            for item in items:
                 if "error" in item:
                     raise StreamDropped(str((item["error"] or {}).get("message", "stream error")))
                 event = item.get("result") or {}
@@ -200,13 +193,10 @@ class ArgoServerClient(WorkflowClientBase):
         if grep:
             params["grep"] = grep
         path = f"/api/v1/workflows/{self._ns()}/{quote(name)}/log"
-        with self._http.stream(
-            "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
-        ) as response:
-            if not response.is_success:
-                response.read()
-                raise_for(response, f"logs of workflow {name}", self.base_url)
-            for item in iter_stream(response):
+        with self._stream(
+            path, f"logs of workflow {name}", params, httpx.Timeout(30.0, read=None)
+        ) as items:
+            for item in items:
                 entry = item.get("result") or {}
                 yield LogLine(str(entry.get("podName", "")), str(entry.get("content", "")))
 

@@ -23,7 +23,6 @@ from kitflow.inference.argo.base import (
     StreamDropped,
     WorkflowClientBase,
     bearer,
-    iter_stream,
     raise_for,
 )
 from kitflow.secret import Secret
@@ -214,19 +213,16 @@ class KubeWorkflowClient(WorkflowClientBase):
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Workflows matching a label selector (all pages)."""
-        items: list[dict[str, Any]] = []
-        cont = None
-        while True:
+
+        def read_page(cont: str | None) -> dict[str, Any]:
             params: dict[str, Any] = {"limit": 200}
             if label_selector:
                 params["labelSelector"] = label_selector
             if cont:
                 params["continue"] = cont
-            body = self._call("GET", self._path("workflows"), "list workflows", params=params)
-            items.extend(body.get("items") or [])
-            cont = (body.get("metadata") or {}).get("continue")
-            if not cont:
-                return items
+            return self._call("GET", self._path("workflows"), "list workflows", params=params)
+
+        return self._paged(read_page)
 
     def watch(
         self, name: str, resource_version: str | None = None, timeout: float | None = None
@@ -241,16 +237,13 @@ class KubeWorkflowClient(WorkflowClientBase):
         }
         if resource_version:
             params["resourceVersion"] = resource_version
-        with self._http.stream(
-            "GET",
+        with self._stream(
             self._path("workflows"),
-            params=params,
-            timeout=httpx.Timeout(30.0, read=min(server_timeout, 300) + 10),
-        ) as response:
-            if not response.is_success:
-                response.read()
-                raise_for(response, f"watch workflow {name}", self.base_url)
-            for event in iter_stream(response):
+            f"watch workflow {name}",
+            params,
+            httpx.Timeout(30.0, read=min(server_timeout, 300) + 10),
+        ) as events:
+            for event in events:
                 if event.get("type") == "ERROR":
                     raise StreamDropped(str((event.get("object") or {}).get("message", "")))
                 obj = event.get("object")
