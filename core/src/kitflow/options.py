@@ -32,6 +32,35 @@ class RegistryOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", as_secret(self.password))
 
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        username: str | None = None,
+        password: str | Secret | None = None,
+        plain_http: bool = False,
+        tls_verify: bool = True,
+        ca_file: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
+        concurrency: int = 5,
+    ) -> RegistryOptions:
+        """Options from an orchestrator's plain settings (a block, resource or connection):
+        empty strings count as unset, paths become ``Path``, the password a ``Secret``."""
+        secret = as_secret(password or None)
+        if secret is not None and not secret.reveal():
+            secret = None
+        return cls(
+            username=username or None,
+            password=secret,
+            plain_http=plain_http,
+            tls_verify=tls_verify,
+            ca_file=Path(ca_file) if ca_file else None,
+            client_cert=Path(client_cert) if client_cert else None,
+            client_key=Path(client_key) if client_key else None,
+            concurrency=concurrency,
+        )
+
     def safe_dict(self) -> dict[str, Any]:
         """A dict for logs and metadata: everything but the password."""
         return {

@@ -70,14 +70,14 @@ class KitRegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def get_options(self) -> RegistryOptions:
         """The core's ``RegistryOptions`` (the password wrapped as a ``Secret``)."""
-        return RegistryOptions(
-            username=self.username or None,
-            password=Secret(self.password) if self.password else None,
+        return RegistryOptions.from_settings(
+            username=self.username,
+            password=self.password,
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
-            ca_file=Path(self.ca_file) if self.ca_file else None,
-            client_cert=Path(self.client_cert) if self.client_cert else None,
-            client_key=Path(self.client_key) if self.client_key else None,
+            ca_file=self.ca_file,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
             concurrency=self.concurrency,
         )
 

@@ -91,14 +91,14 @@ class KitRegistryCredentials(CredentialsBlock):
     def get_options(self) -> RegistryOptions:
         """The core's ``RegistryOptions`` for this registry (the password as a ``Secret``)."""
         password = self.password.get_secret_value() if self.password is not None else None
-        return RegistryOptions(
-            username=self.username or None,
-            password=Secret(password) if password else None,
+        return RegistryOptions.from_settings(
+            username=self.username,
+            password=password,
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
-            ca_file=Path(self.ca_file) if self.ca_file else None,
-            client_cert=Path(self.client_cert) if self.client_cert else None,
-            client_key=Path(self.client_key) if self.client_key else None,
+            ca_file=self.ca_file,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
             concurrency=self.concurrency,
         )
 

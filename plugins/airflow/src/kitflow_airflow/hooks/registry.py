@@ -14,7 +14,6 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from kitflow.format.reference import qualify_reference
 from kitflow.format.reference import registry_host as host_of
 from kitflow.options import RegistryOptions
-from kitflow.secret import Secret
 
 from kitflow_airflow.get_provider_info import REGISTRY_CONN_TYPE
 from kitflow_airflow.hooks._extras import as_bool, extra_value
@@ -49,12 +48,12 @@ def registry_options_from_connection(conn: Connection) -> RegistryOptions:
     )
     tls_verify = as_bool(extra_value(extras, REGISTRY_CONN_TYPE, "tls_verify"), True, "tls_verify")
     ca_bundle = extra_value(extras, REGISTRY_CONN_TYPE, "ca_bundle")
-    return RegistryOptions(
-        username=conn.login or None,
-        password=Secret(conn.password) if conn.password else None,
+    return RegistryOptions.from_settings(
+        username=conn.login,
+        password=conn.password,
         plain_http=plain_http,
         tls_verify=tls_verify,
-        ca_file=Path(ca_bundle) if ca_bundle else None,
+        ca_file=ca_bundle,
     )
 
 
