@@ -24,6 +24,7 @@ from typing import Any
 
 from kitflow.errors import InferenceError, KitflowError
 from kitflow.inference import io
+from kitflow.inference.comparison import Agreement, model_stats
 from kitflow.inference.entrypoint import (
     KITFILE_NAMES,
     KitLayout,
@@ -900,9 +901,7 @@ def _labels(runs: Sequence[KitRun]) -> list[str]:
 def _merge_comparison(runs: Sequence[KitRun], dest: Path, records: int) -> dict[str, Any]:
     """Join the kits' outputs line by line into ``dest`` (``prediction`` = the first kit's,
     ``predictions`` = every kit's by reference) and measure agreement and latency."""
-    labels = _labels(runs)
-    agree_all = 0
-    pair_agree = {(a, b): 0 for a in range(len(runs)) for b in range(a + 1, len(runs))}
+    agreement = Agreement(_labels(runs))
     handles = [[open(p, "rb") for p in run.parts] for run in runs]  # noqa: SIM115
     try:
         iterators = [_chain_lines(h) for h in handles]
@@ -910,51 +909,22 @@ def _merge_comparison(runs: Sequence[KitRun], dest: Path, records: int) -> dict[
             for lines in zip(*iterators, strict=True):
                 objects = [json.loads(line) for line in lines]
                 predictions = [o["prediction"] for o in objects]
-                keys = [io.dumps(p) for p in predictions]
-                if all(k == keys[0] for k in keys):
-                    agree_all += 1
-                for a, b in pair_agree:
-                    if keys[a] == keys[b]:
-                        pair_agree[(a, b)] += 1
-                merged = {k: v for k, v in objects[0].items() if k != "prediction"}
-                merged["prediction"] = predictions[0]
-                merged["predictions"] = dict(zip(labels, predictions, strict=True))
-                out.write(io.dumps(merged))
-                out.write("\n")
+                agreement.add(predictions)
+                out.write(agreement.merged_line(objects, predictions))
     finally:
         for group in handles:
             for handle in group:
                 handle.close()
-    models = []
-    for label, run in zip(labels, runs, strict=True):
-        predict_seconds = run.report.predict_seconds
-        models.append(
-            {
-                "reference": label,
-                "digest": run.kit.digest,
-                "entrypoint": run.entrypoint.describe(),
-                "records": records,
-                "seconds": round(run.report.seconds, 6),
-                "predict_seconds": round(predict_seconds, 6),
-                "latency_ms_per_record": round(1000 * predict_seconds / records, 6)
-                if records
-                else 0.0,
-                "records_per_second": round(records / run.report.seconds, 2)
-                if run.report.seconds
-                else 0.0,
-            }
-        )
-    return {
-        "baseline": labels[0],
-        "records": records,
-        "agreement": round(agree_all / records, 6) if records else 1.0,
-        "disagreements": records - agree_all,
-        "pairwise": [
-            {"a": labels[a], "b": labels[b], "agreement": round(n / records, 6) if records else 1.0}
-            for (a, b), n in pair_agree.items()
-        ],
-        "models": models,
-    }
+    models = [
+        {
+            "reference": label,
+            "digest": run.kit.digest,
+            "entrypoint": run.entrypoint.describe(),
+            **model_stats(records, run.report.seconds, run.report.predict_seconds),
+        }
+        for label, run in zip(agreement.labels, runs, strict=True)
+    ]
+    return agreement.report(records, models)
 
 
 def _chain_lines(handles: Sequence[Any]) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from kitflow.errors import InferenceError, KitflowError
 from kitflow.inference import io
 from kitflow.inference.argo import transport
+from kitflow.inference.comparison import Agreement, model_stats
 from kitflow.inference.entrypoint import KitLayout, load_kit_layout, resolve_entrypoint
 from kitflow.inference.job import EntrypointSpec
 from kitflow.inference.local import ShardTask, run_cache_dir, score_shard
@@ -192,8 +193,7 @@ def comparison_report(
     streaming the results artifacts side by side; optionally writes the merged predictions."""
     labels = labels or [s["kit"] for s in summaries]
     records = int(summaries[0]["records"])
-    pairs = {(a, b): 0 for a in range(len(summaries)) for b in range(a + 1, len(summaries))}
-    agree_all = 0
+    agreement = Agreement(labels)
     work = Path(tempfile.mkdtemp(prefix="kitflow-compare-"))
     out_fh = open(merged_out, "w", encoding="utf-8") if merged_out else None  # noqa: SIM115
     try:
@@ -203,55 +203,27 @@ def comparison_report(
             transport.iter_result_lines(s["results"], registry, work / str(n))
             for n, s in enumerate(summaries)
         ]
-        seen = 0
         for lines in zip(*streams, strict=True):
             objects = [json.loads(line) for line in lines]
-            keys = [io.dumps(o.get("prediction")) for o in objects]
-            seen += 1
-            if all(k == keys[0] for k in keys):
-                agree_all += 1
-            for a, b in pairs:
-                if keys[a] == keys[b]:
-                    pairs[(a, b)] += 1
+            predictions = [o.get("prediction") for o in objects]
+            agreement.add(predictions)
             if out_fh is not None:
-                merged = {k: v for k, v in objects[0].items() if k != "prediction"}
-                merged["prediction"] = objects[0].get("prediction")
-                merged["predictions"] = {
-                    lab: o.get("prediction") for lab, o in zip(labels, objects, strict=True)
-                }
-                out_fh.write(io.dumps(merged) + "\n")
-        if seen != records:
-            raise KitflowError(f"results hold {seen} predictions for {records} records")
+                out_fh.write(agreement.merged_line(objects, predictions))
+        if agreement.seen != records:
+            raise KitflowError(f"results hold {agreement.seen} predictions for {records} records")
     finally:
         if out_fh is not None:
             out_fh.close()
         shutil.rmtree(work, ignore_errors=True)
-    models = []
-    for label, s in zip(labels, summaries, strict=True):
-        predict = float(s.get("predict_seconds", 0))
-        seconds = float(s.get("seconds", 0))
-        models.append(
-            {
-                "reference": label,
-                "digest": transport.split_reference(s["kit"])[1],
-                "records": records,
-                "seconds": round(seconds, 6),
-                "predict_seconds": round(predict, 6),
-                "latency_ms_per_record": round(1000 * predict / records, 6) if records else 0.0,
-                "records_per_second": round(records / seconds, 2) if seconds else 0.0,
-            }
-        )
-    return {
-        "baseline": labels[0],
-        "records": records,
-        "agreement": round(agree_all / records, 6) if records else 1.0,
-        "disagreements": records - agree_all,
-        "pairwise": [
-            {"a": labels[a], "b": labels[b], "agreement": round(n / records, 6) if records else 1.0}
-            for (a, b), n in pairs.items()
-        ],
-        "models": models,
-    }
+    models = [
+        {
+            "reference": label,
+            "digest": transport.split_reference(s["kit"])[1],
+            **model_stats(records, float(s.get("seconds", 0)), float(s.get("predict_seconds", 0))),
+        }
+        for label, s in zip(labels, summaries, strict=True)
+    ]
+    return agreement.report(records, models)
 
 
 def compare(
