@@ -448,3 +448,24 @@ def test_pull_spanning_several_buffers_resumes_mid_buffer(registry, fault_proxy,
     store = LocalStore(tmp_path / "dst")
     assert store.blob_path(layer).read_bytes() == blobs[layer]
     assert verify(tmp_path / "dst") == []
+
+
+def test_complete_partial_from_an_earlier_pull_is_used_without_a_download(
+    registry, fault_proxy, tmp_path
+):
+    """A pull killed between its last byte and the rename left the whole blob in ingest: the
+    next pull verifies and keeps it instead of asking for an empty (unsatisfiable) Range."""
+    real = f"{registry.host}/{unique_repo()}"
+    _, mdesc, blobs = make_kit(tmp_path / "src", real, "v1", sizes=(50_000,))
+    push(f"{real}:v1", registry=registry.options(), home=tmp_path / "src")
+    layer = next(d for d, b in blobs.items() if len(b) == 50_000)
+    store = LocalStore(tmp_path / "dst")
+    store.ingest_dir.mkdir(parents=True)
+    (store.ingest_dir / f"kitflow-pull-{layer[7:]}.partial").write_bytes(blobs[layer])
+    name = f"{fault_proxy.host}/{real.split('/', 1)[1]}"
+    assert pull(f"{name}:v1", registry=registry.options(), home=tmp_path / "dst").digest == (
+        mdesc.digest
+    )
+    assert not fault_proxy.requests("GET", f"/blobs/{layer}")
+    assert store.blob_path(layer).read_bytes() == blobs[layer]
+    assert not list(store.ingest_dir.iterdir())

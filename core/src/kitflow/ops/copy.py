@@ -372,11 +372,12 @@ def _pull_into_store(
                 hashing.result()
                 tick(len(view))
 
-            with (
-                src.fetch_unverified(desc, have) as body,
-                ThreadPoolExecutor(1, thread_name_prefix="kitflow-hash") as hash_pool,
-            ):
-                _receive(body, desc.size - have, keep)
+            if have < desc.size:  # else an earlier pull got it all: a Range would be refused
+                with (
+                    src.fetch_unverified(desc, have) as body,
+                    ThreadPoolExecutor(1, thread_name_prefix="kitflow-hash") as hash_pool,
+                ):
+                    _receive(body, desc.size - have, keep)
             fh.flush()
         except BaseException:
             with contextlib.suppress(OSError):
