@@ -5,6 +5,7 @@ only that shard, which is retried; forking is refused while other threads run.""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -39,7 +40,14 @@ def predict(model, records):
 """
 
 
-pytestmark = pytest.mark.skipif(not forkpool.fork_usable(), reason="needs Linux fork")
+# Forked workers need Linux and a process without other threads; the root conftest re-runs
+# these tests alone in a fresh interpreter when earlier tests left threads behind.
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="forked workers are Linux-only"
+    ),
+    pytest.mark.single_threaded,
+]
 
 
 def _pids(path: Path) -> set[int]:
