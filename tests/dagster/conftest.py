@@ -25,15 +25,6 @@ def _dagster_home() -> Iterator[None]:
 
 
 @pytest.fixture
-def kit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty KITOPS_HOME for one test."""
-    home = tmp_path / "kitops-home"
-    home.mkdir()
-    monkeypatch.setenv("KITOPS_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A temporary Dagster instance (own storage directory) shared by several runs of a test."""
     root = tmp_path / "dagster"

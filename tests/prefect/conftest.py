@@ -10,7 +10,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,12 +28,3 @@ def prefect_harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=60):
         yield
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
-
-
-@pytest.fixture
-def kit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty KITOPS_HOME for one test."""
-    home = tmp_path / "kitops-home"
-    home.mkdir()
-    monkeypatch.setenv("KITOPS_HOME", str(home))
-    return home
