@@ -57,6 +57,13 @@ class KitBaseOperator(BaseOperator):
         """The hook for this operator's registry connection."""
         return KitRegistryHook(kit_registry_conn_id=self.kit_registry_conn_id)
 
+    def qualified(self, reference: str | list[str]) -> str | list[str]:
+        """The reference (or each of a list) under the connection's registry when it names none."""
+        hook = self.registry_hook()
+        if isinstance(reference, str):
+            return hook.qualify(reference)
+        return [hook.qualify(r) for r in reference]
+
     def render_template_fields(
         self, context: Context, jinja_env: jinja2.Environment | None = None
     ) -> None:

@@ -184,12 +184,7 @@ class ArgoInferenceOperator(ResumableJobMixin, KitBaseOperator):
         """The core's InferenceJob for the rendered fields (same job on every attempt)."""
         from kitflow.inference.runner import build_job
 
-        hook = self.registry_hook()
-        refs = (
-            hook.qualify(self.reference)
-            if isinstance(self.reference, str)
-            else [hook.qualify(r) for r in self.reference]
-        )
+        refs = self.qualified(self.reference)
         if self._io is None:
             self._io = (self.input_path, self.output_path)
             if self.record is not None:

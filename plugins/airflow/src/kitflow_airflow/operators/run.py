@@ -68,10 +68,7 @@ class KitRunOperator(KitBaseOperator):
 
     def references(self) -> str | list[str]:
         """The reference(s), qualified with the connection's registry."""
-        hook = self.registry_hook()
-        if isinstance(self.reference, str):
-            return hook.qualify(self.reference)
-        return [hook.qualify(r) for r in self.reference]
+        return self.qualified(self.reference)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run on the local backend and return the RunResult as a dict."""
