@@ -375,21 +375,15 @@ def extract_tar(
     bound = clean_relpath(layer_path, "layer path") if layer_path is not None else None
     base = clean_relpath(prefix, "layer path") if prefix else ""
     job = _Extraction(root, overwrite=overwrite, ignore_existing=ignore_existing)
-    try:
-        reader = HashingReader(stream, digest, size, progress)
-        buffered = io.BufferedReader(reader, CHUNK)
-        try:
-            with decompressed(buffered, compression) as plain:
-                _read_archive(plain, job, base, bound)
-        except KitflowError:
-            raise
-        except _DECODE_ERRORS as exc:
-            _raise_damaged(reader, exc, digest)
-        reader.drain()
-        reader.verify()
-        return job.commit()
-    finally:
-        job.cleanup()
+    return _extract_verified(
+        stream,
+        job,
+        compression,
+        digest,
+        size,
+        progress,
+        lambda plain: _read_archive(plain, job, base, bound),
+    )
 
 
 def _read_archive(plain: BinaryIO, job: _Extraction, base: str, bound: str | None) -> None:
@@ -427,6 +421,34 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
 _DECODE_ERRORS = _decode_errors()
 
 
+def _extract_verified(
+    stream: BinaryIO,
+    job: _Extraction,
+    compression: str,
+    digest: str | None,
+    size: int | None,
+    progress: ProgressCallback | None,
+    write: Callable[[BinaryIO], object],
+) -> ExtractStats:
+    """Hash ``stream`` while ``write`` extracts its decompressed bytes into ``job``; verify the
+    whole blob (digest, size) and only then move the files into place (cleaned up either way)."""
+    try:
+        reader = HashingReader(stream, digest, size, progress)
+        buffered = io.BufferedReader(reader, CHUNK)
+        try:
+            with decompressed(buffered, compression) as plain:
+                write(plain)
+        except KitflowError:
+            raise
+        except _DECODE_ERRORS as exc:
+            _raise_damaged(reader, exc, digest)
+        reader.drain()
+        reader.verify()
+        return job.commit()
+    finally:
+        job.cleanup()
+
+
 def _raise_damaged(reader: HashingReader, exc: BaseException, digest: str | None) -> None:
     """Report a corrupt blob as a digest mismatch when it is one, else as a damaged archive."""
     reader.drain()
@@ -454,18 +476,12 @@ def extract_raw(
     if not rel:
         raise UnsafeArchiveError(f"illegal file path: {filepath!r}: a raw layer needs a file name")
     job = _Extraction(Path(root), overwrite=overwrite, ignore_existing=ignore_existing)
-    try:
-        reader = HashingReader(stream, digest, size, progress)
-        buffered = io.BufferedReader(reader, CHUNK)
-        try:
-            with decompressed(buffered, compression) as plain:
-                job.add_file(rel, mode, plain, None)
-        except KitflowError:
-            raise
-        except _DECODE_ERRORS as exc:
-            _raise_damaged(reader, exc, digest)
-        reader.drain()
-        reader.verify()
-        return job.commit()
-    finally:
-        job.cleanup()
+    return _extract_verified(
+        stream,
+        job,
+        compression,
+        digest,
+        size,
+        progress,
+        lambda plain: job.add_file(rel, mode, plain, None),
+    )
