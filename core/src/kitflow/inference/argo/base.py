@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -117,7 +117,41 @@ class WorkflowClientBase:
     namespace: str
     base_url: str
     _http: httpx.Client
+    #: What transport errors say could not be reached ("the Argo Server", ...).
+    service: str = "the server"
     max_reconnects: int = 5
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"{type(self).__name__}({self.base_url!r}, namespace={self.namespace!r})"
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One JSON request; transport failures and error answers raise as ``what``."""
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TransportError as exc:
+            raise ArgoError(f"cannot reach {self.service} at {self.base_url}: {exc}") from exc
+        raise_for(response, what, self.base_url)
+        body = response.json() if response.content else {}
+        return body if isinstance(body, dict) else {}
 
     def get(self, name: str) -> dict[str, Any]:  # pragma: no cover - implemented by subclasses
         raise NotImplementedError

@@ -17,7 +17,6 @@ from kitflow.inference.argo.base import (
     StreamDropped,
     WorkflowClientBase,
     bearer,
-    raise_for,
 )
 from kitflow.inference.argo.status import FAILED_PHASES, WorkflowStatus, phase_of, to_status
 from kitflow.options import ArgoOptions
@@ -41,6 +40,8 @@ def server_url(argo: ArgoOptions) -> str:
 class ArgoServerClient(WorkflowClientBase):
     """Workflows in one namespace through the Argo Server; a context manager (or ``close()``)."""
 
+    service = "the Argo Server"
+
     def __init__(self, argo: ArgoOptions, *, timeout: float = 30.0) -> None:
         self.base_url = server_url(argo)
         self.namespace = argo.namespace
@@ -54,40 +55,10 @@ class ArgoServerClient(WorkflowClientBase):
             timeout=timeout,
         )
 
-    def __enter__(self) -> ArgoServerClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._http.close()
-
-    def __repr__(self) -> str:  # never shows the token
-        return f"ArgoServerClient({self.base_url!r}, namespace={self.namespace!r})"
-
     # -- plumbing -----------------------------------------------------------------------------
 
     def _ns(self) -> str:
         return quote(self.namespace, safe="")
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, json=json, params=params)
-        except httpx.TransportError as exc:
-            raise ArgoError(f"cannot reach the Argo Server at {self.base_url}: {exc}") from exc
-        raise_for(response, what, self.base_url)
-        body = response.json() if response.content else {}
-        return body if isinstance(body, dict) else {}
 
     # -- workflows ----------------------------------------------------------------------------
 

@@ -141,6 +141,8 @@ def _ssl_context(cfg: KubeConfig) -> ssl.SSLContext | bool:
 class KubeWorkflowClient(WorkflowClientBase):
     """Workflows (and WorkflowTemplates) as custom resources in one namespace."""
 
+    service = "the Kubernetes API"
+
     def __init__(
         self, cfg: KubeConfig, namespace: str | None = None, *, timeout: float = 30.0
     ) -> None:
@@ -153,40 +155,9 @@ class KubeWorkflowClient(WorkflowClientBase):
             base_url=cfg.server, headers=headers, verify=_ssl_context(cfg), timeout=timeout
         )
 
-    def __enter__(self) -> KubeWorkflowClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._http.close()
-
-    def __repr__(self) -> str:
-        return f"KubeWorkflowClient({self.base_url!r}, namespace={self.namespace!r})"
-
     def _path(self, plural: str, name: str | None = None) -> str:
         path = f"/apis/{GROUP_VERSION}/namespaces/{quote(self.namespace, safe='')}/{plural}"
         return f"{path}/{quote(name, safe='')}" if name else path
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.TransportError as exc:
-            raise ArgoError(f"cannot reach the Kubernetes API at {self.base_url}: {exc}") from exc
-        raise_for(response, what, self.base_url)
-        body = response.json() if response.content else {}
-        return body if isinstance(body, dict) else {}
 
     @staticmethod
     def _with_kind(obj: dict[str, Any], kind: str) -> dict[str, Any]:
