@@ -36,14 +36,20 @@ def train_model(features: str = "word", c: float = 10.0) -> float:
     return accuracy
 
 
-def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
-    """Print the first predictions next to their texts."""
+def _texts(inputs: Path) -> dict[Any, str]:
+    """The input records' texts by id."""
     texts = {}
     with open(inputs, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 record = json.loads(line)
                 texts[record["id"]] = record["text"]
+    return texts
+
+
+def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
+    """Print the first predictions next to their texts."""
+    texts = _texts(inputs)
     with open(output, encoding="utf-8") as fh:
         for number, line in enumerate(fh):
             if number >= limit:
@@ -55,12 +61,7 @@ def show_predictions(inputs: Path, output: Path, limit: int = 8) -> None:
 
 def show_disagreements(inputs: Path, output: Path, limit: int = 3) -> None:
     """Print the records on which the compared kits disagree."""
-    texts = {}
-    with open(inputs, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                record = json.loads(line)
-                texts[record["id"]] = record["text"]
+    texts = _texts(inputs)
     shown = 0
     with open(output, encoding="utf-8") as fh:
         for line in fh:
