@@ -28,30 +28,34 @@ def pinned(reference: str, digest: str) -> str:
     return f"{name}@{digest}"
 
 
+def _table(
+    columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]]
+) -> dg.TableMetadataValue:
+    """A Dagster table from ``(name, type)`` columns and one dict per row."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
+    return dg.MetadataValue.table(records=[dg.TableRecord(row) for row in rows], schema=schema)
+
+
 def layers_table(layers: Sequence[LayerInfo]) -> dg.TableMetadataValue:
     """The ModelKit's layers as a table (kind, path, media type, digest, size)."""
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("kind", "string"),
-            dg.TableColumn("path", "string"),
-            dg.TableColumn("media_type", "string"),
-            dg.TableColumn("digest", "string"),
-            dg.TableColumn("size", "int"),
-        ]
-    )
-    records = [
-        dg.TableRecord(
-            {
-                "kind": layer.kind,
-                "path": layer.path or "",
-                "media_type": layer.media_type,
-                "digest": layer.digest,
-                "size": layer.size,
-            }
-        )
+    columns = [
+        ("kind", "string"),
+        ("path", "string"),
+        ("media_type", "string"),
+        ("digest", "string"),
+        ("size", "int"),
+    ]
+    rows = [
+        {
+            "kind": layer.kind,
+            "path": layer.path or "",
+            "media_type": layer.media_type,
+            "digest": layer.digest,
+            "size": layer.size,
+        }
         for layer in layers
     ]
-    return dg.MetadataValue.table(records=records, schema=schema)
+    return _table(columns, rows)
 
 
 def modelkit_metadata(
@@ -82,28 +86,24 @@ def modelkit_metadata(
 
 def shards_table(result: RunResult) -> dg.TableMetadataValue:
     """One row per shard: index, records, status, attempts, seconds."""
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("shard", "int"),
-            dg.TableColumn("records", "int"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("attempts", "int"),
-            dg.TableColumn("seconds", "float"),
-        ]
-    )
-    records = [
-        dg.TableRecord(
-            {
-                "shard": s.index,
-                "records": s.records,
-                "status": s.status,
-                "attempts": s.attempts,
-                "seconds": float(s.seconds),
-            }
-        )
+    columns = [
+        ("shard", "int"),
+        ("records", "int"),
+        ("status", "string"),
+        ("attempts", "int"),
+        ("seconds", "float"),
+    ]
+    rows = [
+        {
+            "shard": s.index,
+            "records": s.records,
+            "status": s.status,
+            "attempts": s.attempts,
+            "seconds": float(s.seconds),
+        }
         for s in result.shards
     ]
-    return dg.MetadataValue.table(records=records, schema=schema)
+    return _table(columns, rows)
 
 
 def preview(path: Path, lines: int = PREVIEW_LINES) -> str:
