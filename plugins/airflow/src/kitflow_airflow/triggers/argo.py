@@ -110,7 +110,7 @@ class ArgoWorkflowTrigger(BaseTrigger):
         name = self.submission["name"]
         while True:
             try:
-                st = await asyncio.to_thread(backend.status, sub, options)
+                st = await backend.astatus(sub, options)
                 errors = 0
             except Exception as err:  # keep following through transient failures
                 errors += 1
