@@ -12,7 +12,7 @@ export UV_LINK_MODE ?= copy
 
 help:
 	@echo "make demo            train, pack and run the sentiment example end to end"
-	@echo "make test            create every environment and run the whole suite"
+	@echo "make test            create every environment, lint, and run the whole suite"
 	@echo "make test-core       core tests only (.venv)"
 	@echo "make test-airflow    Airflow provider tests (.venvs/airflow)"
 	@echo "make test-prefect    Prefect integration tests (.venvs/prefect)"
@@ -38,7 +38,7 @@ env-prefect: uv
 env-dagster: uv
 	UV_PROJECT_ENVIRONMENT=.venvs/dagster $(UV) sync --locked --package dagster-kitflow
 
-test: test-core test-airflow test-prefect test-dagster
+test: lint test-core test-airflow test-prefect test-dagster
 
 test-core: env-core
 	.venv/bin/python -m pytest tests/core tests/e2e $(PYTEST_ARGS)
