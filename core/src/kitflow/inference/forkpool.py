@@ -61,7 +61,8 @@ def fork_usable() -> bool:
     return threading.active_count() == 1
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """The CPUs this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -257,7 +258,7 @@ def execute_forked(
             local._loaded(first)
         report.preload_seconds = time.perf_counter() - loading
     workers = max(1, min(parallelism, len(states)))
-    threads = max(1, _cpu_count() // workers)
+    threads = max(1, cpu_count() // workers)
     controller = _pool_limiter(threads)
     limiter = None if controller is None else (controller, threads)
     runner = os.getpid()

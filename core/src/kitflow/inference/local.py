@@ -35,7 +35,7 @@ from kitflow.inference.entrypoint import (
     resolve_entrypoint,
     run_command,
 )
-from kitflow.inference.forkpool import execute_forked, fork_usable
+from kitflow.inference.forkpool import cpu_count, execute_forked, fork_usable
 from kitflow.inference.job import DEFAULT_BATCH_SIZE, EntrypointSpec, InferenceJob
 from kitflow.options import RegistryOptions
 from kitflow.results import RunResult, ShardStatus
@@ -647,14 +647,6 @@ def shard_statuses(report: ExecutionReport, failed_message: str = "") -> list[Sh
             )
         )
     return statuses
-
-
-def cpu_count() -> int:
-    """The CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def default_parallelism(isolated_env: bool = False) -> int:
