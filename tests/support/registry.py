@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -29,18 +28,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from support.faultproxy import FaultProxy
+from support.faultproxy import FaultProxy, free_port
 
 REGISTRY_BIN = os.environ.get("KITFLOW_TEST_REGISTRY_BIN", "docker-registry")
 USERNAME = "kitflow-user"
 PASSWORD = "s3cr3t-Pa55word-for-tests"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _require(binary: str, package: str) -> str:
