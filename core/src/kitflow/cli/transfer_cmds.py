@@ -20,23 +20,16 @@ from kitflow.options import RegistryOptions
 from kitflow.results import TransferResult
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
-
-
 def _report(verb: str, result: TransferResult, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_dict())
         return
+    from kitflow.ops.store import format_bytes  # kit's size format; imported when used
+
     parts = [
-        f"{_human(result.bytes_transferred)} sent"
+        f"{format_bytes(result.bytes_transferred)} sent"
         if verb != "Pulled"
-        else f"{_human(result.bytes_transferred)} received"
+        else f"{format_bytes(result.bytes_transferred)} received"
     ]
     if result.blobs_skipped:
         parts.append(f"{result.blobs_skipped} blob(s) already present")

@@ -46,13 +46,10 @@ def artifact_key(*parts: str) -> str:
 
 
 def human_size(size: int) -> str:
-    """Bytes in a short human form (kit prints sizes the same way)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """Bytes as kit prints them (the core's ``format_bytes``)."""
+    from kitflow.ops.store import format_bytes
+
+    return format_bytes(size)
 
 
 def split_reference(reference: str) -> tuple[str, str]:
